@@ -1,0 +1,251 @@
+//! Types shared by iocmon's kernel programs and its userspace agent.
+//!
+//! Everything here is `#[repr(C)]` with explicit padding, so the kernel and the agent agree
+//! on every byte and `aya::Pod` (behind the `user` feature) is sound. Addresses are always
+//! 16-byte IPv6; IPv4 travels as v4-mapped `::ffff:a.b.c.d`, so one key type serves both.
+#![no_std]
+
+/// Length of `task->comm`, including its NUL.
+pub const COMM_LEN: usize = 16;
+
+/// Prefix of an IPv4-mapped IPv6 address (`::ffff:0:0/96`).
+pub const V4_MAPPED_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+
+/// Maps `a.b.c.d` (as its four octets) to `::ffff:a.b.c.d`.
+pub const fn v4_mapped(octets: [u8; 4]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[10] = 0xff;
+    out[11] = 0xff;
+    out[12] = octets[0];
+    out[13] = octets[1];
+    out[14] = octets[2];
+    out[15] = octets[3];
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Map names: the agent looks the maps up by these, so they live in one place.
+// ---------------------------------------------------------------------------------------
+
+pub const MAP_IOC_ENDPOINTS: &str = "IOC_ENDPOINTS";
+pub const MAP_IOC_NETS: &str = "IOC_NETS";
+pub const MAP_SETTINGS: &str = "SETTINGS";
+pub const MAP_WATCHED_COMMS: &str = "WATCHED_COMMS";
+pub const MAP_EVENTS: &str = "EVENTS";
+pub const MAP_STATS: &str = "STATS";
+
+/// Program (function) names. The kernel keeps 15 characters of a program name, so these
+/// stay short enough to be recognisable in `bpftool prog show`.
+pub const PROG_CONNECT4: &str = "ioc_connect4";
+pub const PROG_CONNECT6: &str = "ioc_connect6";
+pub const PROG_SENDMSG4: &str = "ioc_sendmsg4";
+pub const PROG_SENDMSG6: &str = "ioc_sendmsg6";
+
+// ---------------------------------------------------------------------------------------
+// Indicator maps
+// ---------------------------------------------------------------------------------------
+
+/// Key of `IOC_ENDPOINTS`: an exact `ip:port` indicator.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EndpointKey {
+    pub addr: [u8; 16],
+    /// Host byte order.
+    pub port: u16,
+    pub _pad: u16,
+}
+
+impl EndpointKey {
+    pub const fn new(addr: [u8; 16], port: u16) -> Self {
+        Self {
+            addr,
+            port,
+            _pad: 0,
+        }
+    }
+}
+
+/// Value of both indicator maps.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IocValue {
+    /// The agent's id for the indicator; its metadata stays in userspace.
+    pub id: u32,
+    /// `IOC_FLAG_*`.
+    pub flags: u32,
+}
+
+/// Refuse the connection when enforcement is on (`SETTING_ENFORCE`).
+pub const IOC_FLAG_BLOCK: u32 = 1 << 0;
+/// This `IOC_NETS` entry is the address of an `ip:port` indicator, a weaker match than
+/// an address or CIDR indicator.
+pub const IOC_FLAG_FROM_ENDPOINT: u32 = 1 << 1;
+
+// ---------------------------------------------------------------------------------------
+// Settings and watched process names
+// ---------------------------------------------------------------------------------------
+
+/// Index of the flag word in the `SETTINGS` array.
+pub const SETTINGS_FLAGS: u32 = 0;
+/// Number of entries in `SETTINGS`.
+pub const SETTINGS_LEN: u32 = 1;
+/// Report every connection, not only hits and watched processes.
+pub const SETTING_ALL_CONNECTIONS: u32 = 1 << 0;
+/// Refuse connections to indicators flagged `IOC_FLAG_BLOCK`.
+pub const SETTING_ENFORCE: u32 = 1 << 1;
+
+/// Key of `WATCHED_COMMS`: a process name, NUL-padded to `COMM_LEN`, exactly as
+/// `bpf_get_current_comm` returns it.
+pub type CommKey = [u8; COMM_LEN];
+
+/// Builds the `WATCHED_COMMS` key for `name` (truncated to 15 bytes, like the kernel does).
+pub fn comm_key(name: &[u8]) -> CommKey {
+    let mut key = [0u8; COMM_LEN];
+    let len = if name.len() < COMM_LEN - 1 {
+        name.len()
+    } else {
+        COMM_LEN - 1
+    };
+    let mut i = 0;
+    while i < len {
+        key[i] = name[i];
+        i += 1;
+    }
+    key
+}
+
+// ---------------------------------------------------------------------------------------
+// Counters
+// ---------------------------------------------------------------------------------------
+
+/// Indexes of the per-CPU `STATS` array.
+pub mod stat {
+    /// Socket-address hook invocations (connect and sendmsg).
+    pub const HOOK_CALLS: u32 = 0;
+    /// Destinations that matched an indicator.
+    pub const IOC_HITS: u32 = 1;
+    /// Events written to the ring buffer.
+    pub const EVENTS_SENT: u32 = 2;
+    /// Events lost because the ring buffer was full.
+    pub const RINGBUF_FULL: u32 = 3;
+    /// Connections refused.
+    pub const BLOCKED: u32 = 4;
+    /// Number of counters.
+    pub const COUNT: u32 = 5;
+    /// Display names, in index order.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "hook_calls",
+        "ioc_hits",
+        "events_sent",
+        "ringbuf_full",
+        "blocked",
+    ];
+}
+
+// ---------------------------------------------------------------------------------------
+// Ring buffer records
+// ---------------------------------------------------------------------------------------
+
+/// Every ring buffer record starts with its kind as a `u32`.
+pub const EVENT_CONNECT: u32 = 1;
+
+/// Which hook saw the connection.
+pub const HOOK_CONNECT4: u8 = 1;
+pub const HOOK_CONNECT6: u8 = 2;
+pub const HOOK_SENDMSG4: u8 = 3;
+pub const HOOK_SENDMSG6: u8 = 4;
+
+/// How the destination matched.
+pub const MATCH_NONE: u8 = 0;
+/// `ip:port` indicator, exact.
+pub const MATCH_ENDPOINT: u8 = 1;
+/// IP or CIDR indicator.
+pub const MATCH_ADDRESS: u8 = 2;
+/// The address of an `ip:port` indicator, on another port.
+pub const MATCH_ENDPOINT_ADDRESS: u8 = 3;
+
+pub const VERDICT_ALLOWED: u8 = 0;
+pub const VERDICT_BLOCKED: u8 = 1;
+
+/// Why the kernel reported the connection (bit set).
+pub const REASON_IOC: u8 = 1 << 0;
+pub const REASON_ALL: u8 = 1 << 1;
+pub const REASON_WATCHED: u8 = 1 << 2;
+
+/// A connect or sendmsg seen by a socket-address hook.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectEvent {
+    /// `EVENT_CONNECT`.
+    pub kind: u32,
+    /// `HOOK_*`.
+    pub hook: u8,
+    /// IP protocol number (6 TCP, 17 UDP).
+    pub protocol: u8,
+    /// `VERDICT_*`.
+    pub verdict: u8,
+    /// `MATCH_*`.
+    pub match_kind: u8,
+    /// `bpf_ktime_get_boot_ns`: nanoseconds since boot, suspend included.
+    pub boot_ns: u64,
+    pub cgroup_id: u64,
+    /// Thread id.
+    pub pid: u32,
+    /// Process id (thread-group id).
+    pub tgid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Indicator id when `match_kind != MATCH_NONE`.
+    pub ioc_id: u32,
+    /// Socket family (`AF_INET` 2, `AF_INET6` 10).
+    pub family: u16,
+    /// Host byte order.
+    pub dst_port: u16,
+    /// Host byte order; 0 when the socket is not bound yet.
+    pub src_port: u16,
+    /// `REASON_*` bits.
+    pub reason: u8,
+    pub _pad: u8,
+    pub _pad2: u32,
+    pub dst_addr: [u8; 16],
+    /// All zero when unknown.
+    pub src_addr: [u8; 16],
+    pub comm: [u8; COMM_LEN],
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain-old-data with explicit padding; every bit pattern is valid.
+    unsafe impl aya::Pod for super::EndpointKey {}
+    unsafe impl aya::Pod for super::IocValue {}
+    unsafe impl aya::Pod for super::ConnectEvent {}
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(core::mem::size_of::<EndpointKey>(), 20);
+        assert_eq!(core::mem::size_of::<IocValue>(), 8);
+        // 4 + 4 + 8 + 8 + 5*4 + 3*2 + 2 + 4 + 16 + 16 + 16
+        assert_eq!(core::mem::size_of::<ConnectEvent>(), 104);
+    }
+
+    #[test]
+    fn comm_key_pads_and_truncates() {
+        assert_eq!(&comm_key(b"nc")[..3], b"nc\0");
+        let long = comm_key(b"a-very-long-process-name");
+        assert_eq!(&long[..15], b"a-very-long-pro");
+        assert_eq!(long[15], 0);
+    }
+
+    #[test]
+    fn v4_mapped_form() {
+        let a = v4_mapped([127, 0, 0, 2]);
+        assert_eq!(&a[..12], &V4_MAPPED_PREFIX);
+        assert_eq!(&a[12..], &[127, 0, 0, 2]);
+    }
+}

@@ -1,0 +1,49 @@
+//! Every map the programs share with the agent. Sizes here are defaults: the agent sets
+//! `max_entries` at load time from the indicator count.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
+};
+use ioc_common::{stat, CommKey, EndpointKey, IocValue, SETTINGS_LEN};
+
+/// Exact `ip:port` indicators.
+#[map(name = "IOC_ENDPOINTS")]
+pub static IOC_ENDPOINTS: HashMap<EndpointKey, IocValue> = HashMap::with_max_entries(1024, 0);
+
+/// Address and CIDR indicators, plus the addresses of `ip:port` indicators (flagged
+/// `IOC_FLAG_FROM_ENDPOINT`). Keys are 128-bit; IPv4 prefixes are stored v4-mapped.
+#[map(name = "IOC_NETS")]
+pub static IOC_NETS: LpmTrie<[u8; 16], IocValue> = LpmTrie::with_max_entries(1024, 0);
+
+/// Agent settings (`SETTING_*` flags at `SETTINGS_FLAGS`).
+#[map(name = "SETTINGS")]
+pub static SETTINGS: Array<u32> = Array::with_max_entries(SETTINGS_LEN, 0);
+
+/// Process names whose connections are always reported (netcat family, wget, ...).
+#[map(name = "WATCHED_COMMS")]
+pub static WATCHED_COMMS: HashMap<CommKey, u8> = HashMap::with_max_entries(64, 0);
+
+/// Every event, in order, for the agent.
+#[map(name = "EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+/// Per-CPU counters, indexed by `ioc_common::stat`.
+#[map(name = "STATS")]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(counter) = STATS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, and programs do not migrate CPUs while they run.
+        unsafe { *counter += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn settings() -> u32 {
+    match SETTINGS.get(ioc_common::SETTINGS_FLAGS) {
+        Some(flags) => *flags,
+        None => 0,
+    }
+}

@@ -1,0 +1,162 @@
+//! `iocmon run`: load indicators, load and attach the programs, and turn kernel events
+//! into records until SIGINT/SIGTERM.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context as _, Result};
+use ioc_common::SETTING_ALL_CONNECTIONS;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::{
+    clock::BootClock,
+    ioc::IocSet,
+    kernel::{cgroup::cgroup2_root, Kernel, KernelEntries, KernelStats, MapSizes, MatchOptions},
+    pipeline::Pipeline,
+    sink,
+};
+
+/// Everything `iocmon run` needs, resolved from the command line.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub ioc_files: Vec<PathBuf>,
+    pub all_connections: bool,
+    pub match_options: MatchOptions,
+    pub cgroup: Option<PathBuf>,
+    pub device_name: Option<String>,
+    pub watched_comms: Vec<String>,
+    pub queue_capacity: usize,
+    pub ringbuf_bytes: u32,
+    pub stats_interval: Duration,
+}
+
+pub fn run(options: RunOptions) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the event loop")?;
+    runtime.block_on(run_async(options))
+}
+
+/// The device's name as Defender shows it: the host name, lower-case.
+fn device_name(explicit: Option<String>) -> String {
+    explicit.unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .map(|name| name.to_string_lossy().to_lowercase())
+            .unwrap_or_else(|_| "localhost".to_string())
+    })
+}
+
+async fn run_async(options: RunOptions) -> Result<()> {
+    let iocs = IocSet::load_files(&options.ioc_files)?;
+    if iocs.is_empty() && !options.all_connections {
+        log::warn!("no indicators loaded: only watched network tools will be reported");
+    }
+    let entries = KernelEntries::from_set(&iocs, options.match_options);
+    let mut kernel = Kernel::load(MapSizes::for_entries(&entries, options.ringbuf_bytes))?;
+    kernel.set_watched_comms(&options.watched_comms)?;
+    kernel.sync_indicators(entries)?;
+    kernel.set_settings(if options.all_connections {
+        SETTING_ALL_CONNECTIONS
+    } else {
+        0
+    })?;
+    let cgroup = cgroup2_root(options.cgroup.as_deref())?;
+    let mut reader = kernel.take_event_reader()?;
+    let clock = BootClock::new().context("reading the boot and wall clocks")?;
+    let stdout = sink::stdout::spawn(options.queue_capacity).context("starting the stdout sink")?;
+    let mut pipeline = Pipeline::new(iocs, clock, device_name(options.device_name), vec![stdout]);
+
+    // Handlers go in before readiness is announced, so a stop right after it is clean.
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let attached = kernel.attach(&cgroup)?;
+    let counts = pipeline.iocs().counts();
+    log::info!(
+        "ready: {} programs attached to {} (program ids {}); {} indicators loaded \
+         ({} ip:port, {} ip, {} cidr)",
+        attached.len(),
+        cgroup.display(),
+        attached
+            .iter()
+            .map(|p| p.id.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        pipeline.iocs().len(),
+        counts.endpoints,
+        counts.addresses,
+        counts.networks,
+    );
+
+    let mut drops = DropWatch::default();
+    let mut tick = tokio::time::interval(options.stats_interval);
+    tick.tick().await;
+    let mut batch = Vec::new();
+    loop {
+        tokio::select! {
+            read = reader.read_batch(&mut batch) => {
+                read?;
+                for record in batch.drain(..) {
+                    pipeline.handle(&record);
+                }
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = tick.tick() => drops.check(kernel.stats()?, &pipeline),
+        }
+    }
+
+    reader.drain(|record| pipeline.handle(record));
+    let kernel_stats = kernel.stats()?;
+    drop(reader);
+    drop(kernel);
+    log::info!("detached all programs from {}", cgroup.display());
+    let pipeline_stats = pipeline.stats();
+    let sinks = pipeline.close();
+    let sink_drops: u64 = sinks
+        .iter()
+        .map(|(_, s)| s.queue_full + s.write_errors)
+        .sum();
+    log::info!(
+        "stopped: {} kernel events read, {} records written, kernel drops {} \
+         (ring buffer full), sink drops {}, undecodable {}",
+        pipeline_stats.records_read,
+        pipeline_stats.rows_emitted,
+        kernel_stats.ringbuf_full,
+        sink_drops,
+        pipeline_stats.decode_errors,
+    );
+    Ok(())
+}
+
+/// Warns whenever a drop counter grows, so a loss is never silent between health records.
+#[derive(Default)]
+struct DropWatch {
+    ringbuf_full: u64,
+    sink_drops: u64,
+}
+
+impl DropWatch {
+    fn check(&mut self, kernel: KernelStats, pipeline: &Pipeline) {
+        if kernel.ringbuf_full > self.ringbuf_full {
+            log::warn!(
+                "kernel ring buffer was full: {} events lost since the last check ({} in all)",
+                kernel.ringbuf_full - self.ringbuf_full,
+                kernel.ringbuf_full
+            );
+            self.ringbuf_full = kernel.ringbuf_full;
+        }
+        let sink_drops: u64 = pipeline
+            .sink_stats()
+            .iter()
+            .map(|(_, s)| s.queue_full + s.write_errors)
+            .sum();
+        if sink_drops > self.sink_drops {
+            log::warn!(
+                "sinks dropped {} records since the last check ({} in all)",
+                sink_drops - self.sink_drops,
+                sink_drops
+            );
+            self.sink_drops = sink_drops;
+        }
+    }
+}

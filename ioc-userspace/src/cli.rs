@@ -1,0 +1,218 @@
+//! Command line: parsing, logging set-up, and dispatch to the commands.
+
+use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    agent::{self, RunOptions},
+    detect::DEFAULT_WATCHED_COMMS,
+    ioc::IocSet,
+    kernel::MatchOptions,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "iocmon",
+    version,
+    about = "eBPF threat-intel connection monitor: reports (and can refuse) outbound \
+             connections to known-malicious endpoints",
+    long_about = "iocmon hooks every outbound connect and UDP send on the cgroup v2 root, \
+                  checks the destination against indicator maps in the kernel, and writes \
+                  Defender-style records (DeviceNetworkEvents JSON lines) for hits, for \
+                  watched network tools, and, on request, for every connection.\n\n\
+                  Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN) and Linux >= 5.8 with BTF."
+)]
+pub struct Cli {
+    /// Log level for messages on stderr: error, warn, info, debug, trace.
+    #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
+    pub log_level: log::LevelFilter,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load indicators, attach to the cgroup v2 root and write records to stdout until
+    /// SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// Work with indicator files without touching the kernel.
+    #[command(subcommand)]
+    Iocs(IocsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IocsCommand {
+    /// Parse and validate indicator files; print a summary; exit 1 on any invalid entry.
+    Check {
+        /// Indicator files (one ip, ip:port, [v6]:port or CIDR per line; # comments).
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Indicator file to load (repeatable): one ip, ip:port, [v6]:port or CIDR per line,
+    /// # starts a comment. Any invalid line refuses the start, naming file, line and value.
+    #[arg(long = "iocs", value_name = "PATH")]
+    pub iocs: Vec<PathBuf>,
+
+    /// Report every outbound connection, not only indicator hits and watched tools.
+    #[arg(long)]
+    pub all_connections: bool,
+
+    /// Match ip:port indicators on their exact port only. By default they also match
+    /// their address on any port, reported with MatchKind "endpoint-address".
+    #[arg(long)]
+    pub strict_ports: bool,
+
+    /// Also watch this process name (repeatable): its connections are always reported.
+    #[arg(long = "watch", value_name = "NAME")]
+    pub watch: Vec<String>,
+
+    /// Do not watch the default network tools (nc, ncat, netcat, busybox, socat, telnet,
+    /// wget, curl, tftp).
+    #[arg(long)]
+    pub no_default_watch: bool,
+
+    /// cgroup v2 directory to attach to [default: the mounted cgroup v2 root, found in
+    /// /proc/self/mountinfo; one is mounted under /run/iocmon when there is none].
+    #[arg(long, value_name = "DIR")]
+    pub cgroup: Option<PathBuf>,
+
+    /// DeviceName in records [default: the host name, lower-case].
+    #[arg(long, value_name = "NAME")]
+    pub device_name: Option<String>,
+
+    /// Records queued per output before new ones are dropped (and counted).
+    #[arg(long, default_value_t = 8192, value_name = "N")]
+    pub queue_size: usize,
+
+    /// Kernel ring buffer size in bytes (a power of two, at least 4096).
+    #[arg(long, default_value_t = 256 * 1024, value_parser = parse_ringbuf_size, value_name = "BYTES")]
+    pub ringbuf_size: u32,
+
+    /// Seconds between checks of the drop counters (a warning when any grew).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..), value_name = "SECS")]
+    pub stats_interval: u64,
+}
+
+fn parse_ringbuf_size(text: &str) -> Result<u32, String> {
+    let size: u32 = text.parse().map_err(|_| format!("not a size: {text}"))?;
+    if size < 4096 || !size.is_power_of_two() {
+        return Err(format!("{size} is not a power of two >= 4096"));
+    }
+    Ok(size)
+}
+
+impl RunArgs {
+    pub fn into_options(self) -> RunOptions {
+        let mut watched: Vec<String> = if self.no_default_watch {
+            Vec::new()
+        } else {
+            DEFAULT_WATCHED_COMMS
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        };
+        for name in self.watch {
+            if !watched.contains(&name) {
+                watched.push(name);
+            }
+        }
+        RunOptions {
+            ioc_files: self.iocs,
+            all_connections: self.all_connections,
+            match_options: MatchOptions {
+                endpoint_address_match: !self.strict_ports,
+            },
+            cgroup: self.cgroup,
+            device_name: self.device_name,
+            watched_comms: watched,
+            queue_capacity: self.queue_size.max(1),
+            ringbuf_bytes: self.ringbuf_size,
+            stats_interval: Duration::from_secs(self.stats_interval),
+        }
+    }
+}
+
+pub fn init_logging(level: log::LevelFilter) {
+    env_logger::Builder::new()
+        .filter_level(level)
+        .format(|buf, record| {
+            writeln!(
+                buf,
+                "iocmon: {}: {}",
+                record.level().as_str().to_ascii_lowercase(),
+                record.args()
+            )
+        })
+        .init();
+}
+
+pub fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => {
+            agent::run(args.into_options())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Iocs(IocsCommand::Check { paths }) => Ok(check_iocs(&paths)),
+    }
+}
+
+fn check_iocs(paths: &[PathBuf]) -> ExitCode {
+    match IocSet::load_files(paths) {
+        Ok(set) => {
+            let counts = set.counts();
+            println!(
+                "{} indicators from {} file(s): {} ip:port, {} ip, {} cidr",
+                set.len(),
+                paths.len(),
+                counts.endpoints,
+                counts.addresses,
+                counts.networks
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("iocmon: error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn ringbuf_size_must_be_power_of_two() {
+        assert!(parse_ringbuf_size("4096").is_ok());
+        assert!(parse_ringbuf_size("5000").is_err());
+        assert!(parse_ringbuf_size("1024").is_err());
+        assert!(parse_ringbuf_size("big").is_err());
+    }
+
+    #[test]
+    fn watch_list_merges_defaults_and_extras() {
+        let cli = Cli::parse_from(["iocmon", "run", "--watch", "python3", "--watch", "nc"]);
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let options = args.into_options();
+        assert!(options.watched_comms.contains(&"python3".to_string()));
+        assert_eq!(
+            options.watched_comms.iter().filter(|n| *n == "nc").count(),
+            1
+        );
+    }
+}

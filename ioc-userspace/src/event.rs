@@ -1,0 +1,267 @@
+//! Decoding ring buffer records into plain events. Records come from our own kernel
+//! programs, but a short or unknown record is still an error, never a panic.
+
+use std::{
+    fmt,
+    net::{IpAddr, Ipv6Addr, SocketAddr},
+};
+
+use ioc_common::{
+    ConnectEvent, EVENT_CONNECT, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6,
+    MATCH_ADDRESS, MATCH_ENDPOINT, MATCH_ENDPOINT_ADDRESS, REASON_WATCHED, VERDICT_BLOCKED,
+};
+
+use crate::text::from_nul_padded;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Other(u8),
+}
+
+impl Protocol {
+    fn from_number(number: u8) -> Self {
+        match number {
+            6 => Self::Tcp,
+            17 => Self::Udp,
+            other => Self::Other(other),
+        }
+    }
+}
+
+/// Which hook saw the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Connect4,
+    Connect6,
+    Sendmsg4,
+    Sendmsg6,
+}
+
+impl Hook {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Connect4 => "connect4",
+            Self::Connect6 => "connect6",
+            Self::Sendmsg4 => "sendmsg4",
+            Self::Sendmsg6 => "sendmsg6",
+        }
+    }
+}
+
+/// How the destination matched an indicator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchKind {
+    /// Exact `ip:port`.
+    Endpoint,
+    /// IP or CIDR indicator.
+    Address,
+    /// The address of an `ip:port` indicator, on another port (weaker).
+    EndpointAddress,
+}
+
+impl MatchKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Endpoint => "endpoint",
+            Self::Address => "address",
+            Self::EndpointAddress => "endpoint-address",
+        }
+    }
+}
+
+/// An outbound connect or send, as the kernel saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionEvent {
+    pub boot_ns: u64,
+    pub hook: Hook,
+    pub protocol: Protocol,
+    /// Thread id.
+    pub pid: u32,
+    /// Process id.
+    pub tgid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cgroup_id: u64,
+    /// `task->comm`, invalid UTF-8 replaced.
+    pub comm: String,
+    /// Destination; IPv4 (also v4-mapped IPv6) as plain IPv4.
+    pub remote: SocketAddr,
+    /// Source, when the socket was already bound.
+    pub local: Option<SocketAddr>,
+    /// Matched indicator id and how it matched.
+    pub indicator: Option<(MatchKind, u32)>,
+    pub blocked: bool,
+    /// The process name is in the watched set.
+    pub watched: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Connection(ConnectionEvent),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    Short { kind: u32, len: usize, need: usize },
+    UnknownKind(u32),
+    BadField(&'static str, u32),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Short { kind, len, need } => {
+                write!(f, "record of kind {kind} is {len} bytes, need {need}")
+            }
+            Self::UnknownKind(kind) => write!(f, "unknown record kind {kind}"),
+            Self::BadField(field, value) => write!(f, "bad {field} {value}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Decodes one ring buffer record.
+pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
+    let kind_bytes: [u8; 4] =
+        record
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(DecodeError::Short {
+                kind: 0,
+                len: record.len(),
+                need: 4,
+            })?;
+    match u32::from_ne_bytes(kind_bytes) {
+        EVENT_CONNECT => decode_connect(record).map(Event::Connection),
+        other => Err(DecodeError::UnknownKind(other)),
+    }
+}
+
+fn decode_connect(record: &[u8]) -> Result<ConnectionEvent, DecodeError> {
+    let need = std::mem::size_of::<ConnectEvent>();
+    if record.len() < need {
+        return Err(DecodeError::Short {
+            kind: EVENT_CONNECT,
+            len: record.len(),
+            need,
+        });
+    }
+    // SAFETY: length checked; ConnectEvent is plain old data valid for any bytes, and the
+    // read is unaligned-safe.
+    let raw: ConnectEvent = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
+    let hook = match raw.hook {
+        HOOK_CONNECT4 => Hook::Connect4,
+        HOOK_CONNECT6 => Hook::Connect6,
+        HOOK_SENDMSG4 => Hook::Sendmsg4,
+        HOOK_SENDMSG6 => Hook::Sendmsg6,
+        other => return Err(DecodeError::BadField("hook", other.into())),
+    };
+    let indicator = match raw.match_kind {
+        0 => None,
+        MATCH_ENDPOINT => Some((MatchKind::Endpoint, raw.ioc_id)),
+        MATCH_ADDRESS => Some((MatchKind::Address, raw.ioc_id)),
+        MATCH_ENDPOINT_ADDRESS => Some((MatchKind::EndpointAddress, raw.ioc_id)),
+        other => return Err(DecodeError::BadField("match kind", other.into())),
+    };
+    let local_ip = canonical_ip(raw.src_addr);
+    let local = (!local_ip.is_unspecified() || raw.src_port != 0)
+        .then(|| SocketAddr::new(local_ip, raw.src_port));
+    Ok(ConnectionEvent {
+        boot_ns: raw.boot_ns,
+        hook,
+        protocol: Protocol::from_number(raw.protocol),
+        pid: raw.pid,
+        tgid: raw.tgid,
+        uid: raw.uid,
+        gid: raw.gid,
+        cgroup_id: raw.cgroup_id,
+        comm: from_nul_padded(&raw.comm),
+        remote: SocketAddr::new(canonical_ip(raw.dst_addr), raw.dst_port),
+        local,
+        indicator,
+        blocked: raw.verdict == VERDICT_BLOCKED,
+        watched: raw.reason & REASON_WATCHED != 0,
+    })
+}
+
+/// IPv4 for v4-mapped addresses (and `::` unspecified as IPv4 0.0.0.0 when v4-mapped).
+fn canonical_ip(bytes: [u8; 16]) -> IpAddr {
+    Ipv6Addr::from(bytes).to_canonical()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use ioc_common::{v4_mapped, COMM_LEN, REASON_IOC};
+
+    pub(crate) fn raw_connect() -> ConnectEvent {
+        let mut comm = [0u8; COMM_LEN];
+        comm[..4].copy_from_slice(b"curl");
+        ConnectEvent {
+            kind: EVENT_CONNECT,
+            hook: HOOK_CONNECT6,
+            protocol: 6,
+            verdict: 0,
+            match_kind: MATCH_ENDPOINT,
+            boot_ns: 5,
+            cgroup_id: 7,
+            pid: 100,
+            tgid: 99,
+            uid: 1000,
+            gid: 1000,
+            ioc_id: 3,
+            family: 10,
+            dst_port: 4444,
+            src_port: 0,
+            reason: REASON_IOC,
+            _pad: 0,
+            _pad2: 0,
+            dst_addr: v4_mapped([127, 0, 0, 2]),
+            src_addr: [0; 16],
+            comm,
+        }
+    }
+
+    pub(crate) fn bytes_of(raw: &ConnectEvent) -> Vec<u8> {
+        // SAFETY: reading the bytes of a plain-old-data value.
+        unsafe {
+            std::slice::from_raw_parts(
+                (raw as *const ConnectEvent).cast::<u8>(),
+                std::mem::size_of::<ConnectEvent>(),
+            )
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn decodes_v4_mapped_destination_as_ipv4() {
+        let Event::Connection(event) = decode(&bytes_of(&raw_connect())).unwrap();
+        assert_eq!(event.remote, "127.0.0.2:4444".parse().unwrap());
+        assert_eq!(event.local, None);
+        assert_eq!(event.indicator, Some((MatchKind::Endpoint, 3)));
+        assert_eq!(event.comm, "curl");
+        assert_eq!((event.pid, event.tgid), (100, 99));
+        assert_eq!(event.protocol, Protocol::Tcp);
+        assert!(!event.watched && !event.blocked);
+    }
+
+    #[test]
+    fn short_and_unknown_records_are_errors() {
+        let bytes = bytes_of(&raw_connect());
+        assert!(matches!(
+            decode(&bytes[..50]),
+            Err(DecodeError::Short { need: 104, .. })
+        ));
+        assert_eq!(decode(&[9, 0, 0, 0]), Err(DecodeError::UnknownKind(9)));
+        assert!(decode(&[]).is_err());
+        let mut bad = raw_connect();
+        bad.hook = 77;
+        assert_eq!(
+            decode(&bytes_of(&bad)),
+            Err(DecodeError::BadField("hook", 77))
+        );
+    }
+}

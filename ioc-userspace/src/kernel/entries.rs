@@ -1,0 +1,205 @@
+//! The kernel map contents an indicator set calls for, and the difference between two
+//! such contents. Pure: tested without a kernel.
+
+use std::{collections::HashMap, hash::Hash, net::IpAddr};
+
+use ioc_common::{v4_mapped, EndpointKey, IocValue, IOC_FLAG_FROM_ENDPOINT};
+use ipnet::IpNet;
+
+use crate::ioc::{IndicatorValue, IocSet};
+
+/// Key of an `IOC_NETS` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NetKey {
+    /// Out of 128 (IPv4 prefixes are stored v4-mapped, so /24 becomes /120).
+    pub prefix_len: u32,
+    pub addr: [u8; 16],
+}
+
+/// How indicators become kernel entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatchOptions {
+    /// An `ip:port` indicator also matches its address on other ports (a weaker match).
+    pub endpoint_address_match: bool,
+}
+
+impl Default for MatchOptions {
+    fn default() -> Self {
+        Self {
+            endpoint_address_match: true,
+        }
+    }
+}
+
+/// Desired contents of `IOC_ENDPOINTS` and `IOC_NETS`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelEntries {
+    pub endpoints: HashMap<EndpointKey, IocValue>,
+    pub nets: HashMap<NetKey, IocValue>,
+}
+
+fn addr16(addr: IpAddr) -> [u8; 16] {
+    match addr.to_canonical() {
+        IpAddr::V4(v4) => v4_mapped(v4.octets()),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+fn net_key(net: IpNet) -> NetKey {
+    match net {
+        IpNet::V4(v4) => NetKey {
+            prefix_len: 96 + u32::from(v4.prefix_len()),
+            addr: v4_mapped(v4.network().octets()),
+        },
+        IpNet::V6(v6) => NetKey {
+            prefix_len: u32::from(v6.prefix_len()),
+            addr: v6.network().octets(),
+        },
+    }
+}
+
+impl KernelEntries {
+    pub fn from_set(set: &IocSet, options: MatchOptions) -> Self {
+        let mut entries = Self::default();
+        let mut endpoint_addresses = Vec::new();
+        for (id, indicator) in set.iter() {
+            let value = IocValue { id, flags: 0 };
+            match indicator.value {
+                IndicatorValue::Endpoint(endpoint) => {
+                    let key = EndpointKey::new(addr16(endpoint.ip()), endpoint.port());
+                    entries.endpoints.entry(key).or_insert(value);
+                    endpoint_addresses.push((endpoint.ip(), id));
+                }
+                IndicatorValue::Address(addr) => {
+                    let key = NetKey {
+                        prefix_len: 128,
+                        addr: addr16(addr),
+                    };
+                    entries.nets.entry(key).or_insert(value);
+                }
+                IndicatorValue::Network(net) => {
+                    entries.nets.entry(net_key(net)).or_insert(value);
+                }
+            }
+        }
+        if options.endpoint_address_match {
+            // After the address indicators, so a real address indicator wins the slot.
+            for (addr, id) in endpoint_addresses {
+                let key = NetKey {
+                    prefix_len: 128,
+                    addr: addr16(addr),
+                };
+                entries.nets.entry(key).or_insert(IocValue {
+                    id,
+                    flags: IOC_FLAG_FROM_ENDPOINT,
+                });
+            }
+        }
+        entries
+    }
+
+    pub fn len(&self) -> usize {
+        self.endpoints.len() + self.nets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What turns `old` into `new`: entries to insert or overwrite, then keys to delete.
+pub fn diff<K: Copy + Eq + Hash, V: Copy + PartialEq>(
+    old: &HashMap<K, V>,
+    new: &HashMap<K, V>,
+) -> (Vec<(K, V)>, Vec<K>) {
+    let upserts = new
+        .iter()
+        .filter(|(key, value)| old.get(key) != Some(value))
+        .map(|(key, value)| (*key, *value))
+        .collect();
+    let removals = old
+        .keys()
+        .filter(|key| !new.contains_key(key))
+        .copied()
+        .collect();
+    (upserts, removals)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ioc::{inline_origin, Indicator};
+
+    fn set(values: &[&str]) -> IocSet {
+        IocSet::new(values.iter().enumerate().map(|(i, v)| Indicator {
+            value: crate::ioc::parse_value(v).unwrap(),
+            origin: inline_origin(i + 1),
+        }))
+    }
+
+    #[test]
+    fn endpoint_also_matches_its_address_weakly() {
+        let entries = KernelEntries::from_set(&set(&["127.0.0.2:4444"]), MatchOptions::default());
+        let key = EndpointKey::new(v4_mapped([127, 0, 0, 2]), 4444);
+        assert_eq!(entries.endpoints[&key], IocValue { id: 1, flags: 0 });
+        let net = NetKey {
+            prefix_len: 128,
+            addr: v4_mapped([127, 0, 0, 2]),
+        };
+        assert_eq!(
+            entries.nets[&net],
+            IocValue {
+                id: 1,
+                flags: IOC_FLAG_FROM_ENDPOINT
+            }
+        );
+        let strict = KernelEntries::from_set(
+            &set(&["127.0.0.2:4444"]),
+            MatchOptions {
+                endpoint_address_match: false,
+            },
+        );
+        assert!(strict.nets.is_empty());
+    }
+
+    #[test]
+    fn address_indicator_wins_over_endpoint_address() {
+        let entries = KernelEntries::from_set(
+            &set(&["127.0.0.2:4444", "127.0.0.2"]),
+            MatchOptions::default(),
+        );
+        let net = NetKey {
+            prefix_len: 128,
+            addr: v4_mapped([127, 0, 0, 2]),
+        };
+        assert_eq!(entries.nets[&net], IocValue { id: 2, flags: 0 });
+    }
+
+    #[test]
+    fn networks_are_v4_mapped_prefixes() {
+        let entries =
+            KernelEntries::from_set(&set(&["127.9.0.0/16", "fd00::/8"]), MatchOptions::default());
+        assert!(entries.nets.contains_key(&NetKey {
+            prefix_len: 112,
+            addr: v4_mapped([127, 9, 0, 0])
+        }));
+        let mut v6 = [0u8; 16];
+        v6[0] = 0xfd;
+        assert!(entries.nets.contains_key(&NetKey {
+            prefix_len: 8,
+            addr: v6
+        }));
+    }
+
+    #[test]
+    fn diff_upserts_changes_and_removes_stale() {
+        let old: HashMap<u8, u8> = [(1, 1), (2, 2), (3, 3)].into();
+        let new: HashMap<u8, u8> = [(1, 1), (2, 9), (4, 4)].into();
+        let (mut upserts, removals) = diff(&old, &new);
+        upserts.sort();
+        assert_eq!(upserts, vec![(2, 9), (4, 4)]);
+        assert_eq!(removals, vec![3]);
+        let (same, none) = diff(&new, &new);
+        assert!(same.is_empty() && none.is_empty());
+    }
+}

@@ -1,0 +1,24 @@
+//! iocmon's userspace agent.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! kernel (ring buffer) -> event (decode) -> process (enrich) -> detect
+//!                      -> schema (DeviceNetworkEvents rows) -> sink (output I/O)
+//! ```
+//!
+//! Only `kernel` touches aya; only `sink` writes output. Every other stage is a pure
+//! function of its input, so tests drive it without a kernel.
+
+pub mod agent;
+pub mod cli;
+pub mod clock;
+pub mod detect;
+pub mod event;
+pub mod ioc;
+pub mod kernel;
+pub mod pipeline;
+pub mod process;
+pub mod schema;
+pub mod sink;
+pub mod text;

@@ -1,0 +1,7 @@
+//! Output records, shaped as the Sentinel/Defender tables they are meant for. Every JSON
+//! record carries `Table`, naming its table, so a forwarder can route it.
+
+pub mod device_network;
+
+/// The routing field present in every JSON record.
+pub const TABLE_FIELD: &str = "Table";
