@@ -19,6 +19,7 @@ pub mod ioc;
 pub mod kernel;
 pub mod pipeline;
 pub mod process;
+pub mod rules;
 pub mod schema;
 pub mod sink;
 pub mod text;

@@ -1,5 +1,6 @@
 //! Indicators of compromise: the model, the readers, and the loaded set.
 
+pub mod formats;
 mod plain;
 
 use std::{

@@ -1,0 +1,1 @@
+//! Readers for indicator feeds and files (work in progress).

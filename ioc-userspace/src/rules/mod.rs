@@ -1,0 +1,1 @@
+//! Detection rules and the netcat false-positive exclusions (work in progress).
