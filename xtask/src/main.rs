@@ -1,1 +1,185 @@
-fn main() {}
+//! `cargo xtask`: set-up, build, run, test and benchmark iocmon on a development machine.
+//!
+//! Every command that needs the eBPF toolchain runs `setup` first; `setup` is idempotent
+//! and fast when everything is already in place.
+
+mod bench;
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Development tasks for iocmon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and running need (llvm-22-dev, bpf-linker, rust-src) and
+    /// mount bpffs and tracefs when absent. Idempotent.
+    Setup,
+    /// Set up, then build the agent (eBPF object embedded).
+    Build {
+        /// Optimised, size-reduced build.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Set up, build, then run the agent as root. Without --iocs it loads the bundled
+    /// loopback sample (ioc-userspace/samples/loopback-iocs.txt). Other arguments go to
+    /// `iocmon run`.
+    #[command(trailing_var_arg = true)]
+    Run {
+        #[arg(long)]
+        release: bool,
+        /// Arguments for `iocmon run` (see `iocmon run --help`).
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then run formatting and lint checks and every unit and integration test
+    /// (the integration tests load the real programs: root needed).
+    #[command(trailing_var_arg = true)]
+    Test {
+        /// Skip the cargo fmt and clippy checks.
+        #[arg(long)]
+        no_lint: bool,
+        /// Extra arguments for `cargo test` (a test name filter, say).
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then run the benchmarks and record their figures in docs/BENCHMARKS.md.
+    Bench {
+        /// Connect+close iterations per round.
+        #[arg(long, default_value_t = 100_000)]
+        iterations: u32,
+        /// Indicators loaded into the agent while it is measured.
+        #[arg(long, default_value_t = 100_000)]
+        indicators: u32,
+        /// Rounds of (without agent, with agent); the median of each is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::Setup => setup::run(),
+        Task::Build { release } => setup::run().and_then(|()| build_agent(release).map(drop)),
+        Task::Run { release, args } => setup::run().and_then(|()| run_agent(release, &args)),
+        Task::Test { no_lint, args } => setup::run().and_then(|()| test(no_lint, &args)),
+        Task::Bench {
+            iterations,
+            indicators,
+            rounds,
+        } => setup::run().and_then(|()| {
+            bench::run(&bench::Plan {
+                iterations,
+                indicators,
+                rounds,
+            })
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+pub fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
+
+/// Runs `command`, failing with its rendering when it does not succeed.
+pub fn status(command: &mut Command) -> Result<()> {
+    let rendered = format!("{command:?}");
+    let status = command
+        .status()
+        .with_context(|| format!("starting {rendered}"))?;
+    if !status.success() {
+        bail!("{rendered} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Builds the `iocmon` binary and returns its path.
+pub fn build_agent(release: bool) -> Result<PathBuf> {
+    let mut build = cargo();
+    build.args(["build", "--package", "ioc-userspace", "--bin", "iocmon"]);
+    if release {
+        build.arg("--release");
+    }
+    status(&mut build)?;
+    let binary = target_dir()
+        .join(if release { "release" } else { "debug" })
+        .join("iocmon");
+    if !binary.is_file() {
+        bail!("cargo built iocmon but {} is missing", binary.display());
+    }
+    Ok(binary)
+}
+
+fn run_agent(release: bool, args: &[String]) -> Result<()> {
+    let binary = build_agent(release)?;
+    let mut command = Command::new(&binary);
+    command.arg("run");
+    if !args
+        .iter()
+        .any(|a| a == "--iocs" || a.starts_with("--iocs="))
+    {
+        let sample = workspace_root().join("ioc-userspace/samples/loopback-iocs.txt");
+        command.arg("--iocs").arg(sample);
+    }
+    command.args(args);
+    // The agent handles SIGINT itself (detach, flush); xtask just waits for it.
+    status(&mut command)
+}
+
+fn test(no_lint: bool, args: &[String]) -> Result<()> {
+    if !no_lint {
+        status(cargo().args(["fmt", "--all", "--", "--check"]))
+            .context("formatting differs: run `cargo fmt --all`")?;
+        status(cargo().args([
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "ioc-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
+    let binary = build_agent(false)?;
+    let mut test = cargo();
+    test.args(["test", "--workspace", "--exclude", "ioc-ebpf"])
+        .env("IOCMON_BIN", &binary)
+        .args(args);
+    status(&mut test)
+}

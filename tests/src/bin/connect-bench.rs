@@ -1,0 +1,65 @@
+//! Benchmark client: loopback TCP connect+close in a tight loop against its own listener
+//! on 127.0.0.1, printing the rate as one JSON object. Used by `cargo xtask bench`.
+//!
+//! Usage: connect-bench ITERATIONS
+
+use std::{
+    net::{TcpListener, TcpStream},
+    os::fd::AsRawFd as _,
+    process::ExitCode,
+    time::Instant,
+};
+
+/// Close with RST instead of FIN: no TIME_WAIT, so the loop never runs out of ports.
+fn abort_on_close(stream: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: valid socket fd and a pointer to an initialised linger struct of that size.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+fn main() -> ExitCode {
+    let Some(iterations) = std::env::args().nth(1).and_then(|n| n.parse::<u32>().ok()) else {
+        eprintln!("usage: connect-bench ITERATIONS");
+        return ExitCode::from(2);
+    };
+    let listener = match TcpListener::bind("127.0.0.1:0") {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("connect-bench: bind: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Ok(target) = listener.local_addr() else {
+        return ExitCode::FAILURE;
+    };
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            abort_on_close(&stream);
+        }
+    });
+    let start = Instant::now();
+    let mut failures = 0u32;
+    for _ in 0..iterations {
+        match TcpStream::connect(target) {
+            Ok(stream) => abort_on_close(&stream),
+            Err(_) => failures += 1,
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "{{\"iterations\":{iterations},\"failures\":{failures},\"seconds\":{seconds:.6},\"rate\":{:.1}}}",
+        f64::from(iterations) / seconds
+    );
+    ExitCode::SUCCESS
+}
