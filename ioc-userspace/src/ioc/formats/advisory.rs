@@ -215,17 +215,26 @@ fn dynamic_lists(text: &str) -> Vec<DynamicList> {
     let mut lists = Vec::new();
     let mut line = 1;
     let mut counted_to = 0;
+    // Start of the line holding the current match (tracked, not searched: stays linear).
+    let mut line_start = 0;
     let mut search_from = 0;
     while let Some(found) = text[search_from..].find(OPEN) {
         let start = search_from + found;
-        line += text[counted_to..start].matches('\n').count();
-        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-        let name = text[line_start..start]
-            .trim()
-            .trim_end_matches('=')
-            .trim()
-            .strip_prefix("let ")
-            .map(|n| n.trim().chars().take(100).collect())
+        let between = &text[counted_to..start];
+        line += between.matches('\n').count();
+        if let Some(newline) = between.rfind('\n') {
+            line_start = counted_to + newline + 1;
+        }
+        // `let NAME =` just before (looking back a bounded distance).
+        let mut from = line_start.max(start.saturating_sub(200));
+        while !text.is_char_boundary(from) {
+            from += 1;
+        }
+        let before = &text[from..start];
+        let name = before
+            .rfind("let ")
+            .map(|at| before[at + 4..].trim().trim_end_matches('=').trim())
+            .map(|n| n.chars().take(100).collect())
             .unwrap_or_default();
         let mut list = DynamicList {
             name,
@@ -233,6 +242,9 @@ fn dynamic_lists(text: &str) -> Vec<DynamicList> {
             error: None,
         };
         let (end, item_line) = scan_list(text, start + OPEN.len(), line, &mut list);
+        if let Some(newline) = text[start..end].rfind('\n') {
+            line_start = start + newline + 1;
+        }
         line = item_line;
         counted_to = end;
         search_from = end.max(start + OPEN.len());
@@ -400,6 +412,14 @@ mod tests {
                 "adv.md:8: invalid indicator \"d\": unterminated string in dynamic list",
             ]
         );
+    }
+
+    #[test]
+    fn two_lists_on_one_line() {
+        let text = "let ips = dynamic([\"1.2.3.4\"]); let hosts = dynamic([\"a.com\"]);";
+        let all = read_advisory(text, "q").unwrap();
+        let types: Vec<&str> = all.iter().map(|i| i.value.type_name()).collect();
+        assert_eq!(types, ["ip", "domain"]);
     }
 
     #[test]

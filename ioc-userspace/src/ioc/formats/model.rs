@@ -202,6 +202,24 @@ pub struct ParsedIndicator {
     pub meta: IndicatorMeta,
 }
 
+impl ParsedIndicator {
+    /// The kernel-facing [`Indicator`](crate::ioc::Indicator) for network values (`ip`,
+    /// `ip:port`, CIDR); `None` for domains, URLs and hashes. JSON entries get line 0.
+    pub fn to_indicator(&self) -> Option<crate::ioc::Indicator> {
+        let line = match self.meta.location {
+            Location::Line(line) => line,
+            Location::Json(_) => 0,
+        };
+        Some(crate::ioc::Indicator {
+            value: self.value.network()?.clone(),
+            origin: crate::ioc::Origin {
+                file: std::path::PathBuf::from(&self.meta.source),
+                line,
+            },
+        })
+    }
+}
+
 /// One rejected entry: the source, where in it, the offending text and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reject {
@@ -758,6 +776,22 @@ mod tests {
         ] {
             assert!(parse_timestamp(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn network_values_convert_to_kernel_indicators() {
+        let value = parse_any_value("127.0.0.2:4444").unwrap();
+        let meta = IndicatorMeta::new(&value, "list.txt", Location::Line(3));
+        let indicator = ParsedIndicator { value, meta }.to_indicator().unwrap();
+        assert_eq!(indicator.origin.to_string(), "list.txt:3");
+        let domain = IocValue::Domain("a.com".into());
+        let meta = IndicatorMeta::new(&domain, "x", Location::Line(1));
+        assert!(ParsedIndicator {
+            value: domain,
+            meta
+        }
+        .to_indicator()
+        .is_none());
     }
 
     #[test]

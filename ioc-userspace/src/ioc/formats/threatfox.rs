@@ -310,9 +310,7 @@ pub fn read_threatfox_csv(text: &str, source: &str) -> Result<Vec<ParsedIndicato
         .has_headers(false)
         .flexible(true)
         .from_reader(cleaned.as_bytes());
-    let mut header: Option<Vec<String>> = header_comment
-        .as_deref()
-        .and_then(parse_header);
+    let mut header: Option<Vec<String>> = header_comment.as_deref().and_then(parse_header);
     let mut rejects = Rejects::default();
     let mut out = Vec::new();
     let mut record = csv::StringRecord::new();
