@@ -33,6 +33,7 @@ pub const MAP_SETTINGS: &str = "SETTINGS";
 pub const MAP_WATCHED_COMMS: &str = "WATCHED_COMMS";
 pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_STATS: &str = "STATS";
+pub const MAP_TASK_OFFSETS: &str = "TASK_OFFSETS";
 
 /// Program (function) names. The kernel keeps 15 characters of a program name, so these
 /// stay short enough to be recognisable in `bpftool prog show`.
@@ -40,6 +41,8 @@ pub const PROG_CONNECT4: &str = "ioc_connect4";
 pub const PROG_CONNECT6: &str = "ioc_connect6";
 pub const PROG_SENDMSG4: &str = "ioc_sendmsg4";
 pub const PROG_SENDMSG6: &str = "ioc_sendmsg6";
+pub const PROG_EXEC: &str = "ioc_exec";
+pub const PROG_EXIT: &str = "ioc_exit";
 
 // ---------------------------------------------------------------------------------------
 // Indicator maps
@@ -148,6 +151,8 @@ pub mod stat {
 
 /// Every ring buffer record starts with its kind as a `u32`.
 pub const EVENT_CONNECT: u32 = 1;
+pub const EVENT_EXEC: u32 = 2;
+pub const EVENT_EXIT: u32 = 3;
 
 /// Which hook saw the connection.
 pub const HOOK_CONNECT4: u8 = 1;
@@ -213,12 +218,81 @@ pub struct ConnectEvent {
     pub comm: [u8; COMM_LEN],
 }
 
+// ---------------------------------------------------------------------------------------
+// Process lifecycle
+// ---------------------------------------------------------------------------------------
+
+/// Bytes of the argument area copied at exec (NUL-separated argv). One less than a power
+/// of two, so the verifier can bound the copy with a mask.
+pub const ARGS_CAPACITY: usize = 4095;
+/// Size of the `args` buffer (the capacity plus room for a final NUL).
+pub const ARGS_LEN: usize = ARGS_CAPACITY + 1;
+/// Bytes of the exec'd file name (as passed to execve).
+pub const FILENAME_LEN: usize = 256;
+
+/// Offsets into kernel structures, read from the running kernel's BTF by the agent and
+/// stored in `TASK_OFFSETS[0]` before the exec program is attached.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskOffsets {
+    /// Non-zero once the agent filled the struct.
+    pub valid: u32,
+    pub task_mm: u32,
+    pub task_real_parent: u32,
+    pub task_tgid: u32,
+    pub task_start_boottime: u32,
+    pub task_cred: u32,
+    pub cred_euid: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    /// Offset of the `__data_loc char[] filename` field in the sched_process_exec
+    /// tracepoint record (from tracefs).
+    pub tp_exec_filename: u32,
+}
+
+/// A process image was replaced (`sched/sched_process_exec`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEvent {
+    /// `EVENT_EXEC`.
+    pub kind: u32,
+    /// Bytes of `args` that hold the argument area (NUL-separated).
+    pub args_len: u32,
+    pub boot_ns: u64,
+    /// The task's start time, nanoseconds since boot (suspend included).
+    pub start_boot_ns: u64,
+    pub cgroup_id: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    /// The argument area was longer than `ARGS_CAPACITY`.
+    pub args_truncated: u8,
+    pub _pad: [u8; 7],
+    pub comm: [u8; COMM_LEN],
+    pub filename: [u8; FILENAME_LEN],
+    pub args: [u8; ARGS_LEN],
+}
+
+/// A process (thread-group leader) exited (`sched/sched_process_exit`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitEvent {
+    /// `EVENT_EXIT`.
+    pub kind: u32,
+    pub tgid: u32,
+    pub boot_ns: u64,
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain-old-data with explicit padding; every bit pattern is valid.
     unsafe impl aya::Pod for super::EndpointKey {}
     unsafe impl aya::Pod for super::IocValue {}
     unsafe impl aya::Pod for super::ConnectEvent {}
+    unsafe impl aya::Pod for super::TaskOffsets {}
 }
 
 #[cfg(test)]
@@ -232,6 +306,11 @@ mod tests {
         assert_eq!(core::mem::size_of::<IocValue>(), 8);
         // 4 + 4 + 8 + 8 + 5*4 + 3*2 + 2 + 4 + 16 + 16 + 16
         assert_eq!(core::mem::size_of::<ConnectEvent>(), 104);
+        assert_eq!(core::mem::size_of::<TaskOffsets>(), 40);
+        // 4+4+8+8+8 + 6*4 + 1+7 + 16 + 256 + 4096
+        assert_eq!(core::mem::size_of::<ExecEvent>(), 4432);
+        assert_eq!(core::mem::size_of::<ExitEvent>(), 16);
+        assert!((ARGS_CAPACITY + 1).is_power_of_two());
     }
 
     #[test]

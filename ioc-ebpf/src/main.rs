@@ -3,6 +3,7 @@
 #![no_main]
 
 mod maps;
+mod process;
 mod sock_addr;
 
 #[cfg(all(not(test), target_arch = "bpf"))]

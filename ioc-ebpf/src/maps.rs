@@ -5,7 +5,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
-use ioc_common::{stat, CommKey, EndpointKey, IocValue, SETTINGS_LEN};
+use ioc_common::{stat, CommKey, EndpointKey, IocValue, TaskOffsets, SETTINGS_LEN};
 
 /// Exact `ip:port` indicators.
 #[map(name = "IOC_ENDPOINTS")]
@@ -23,6 +23,10 @@ pub static SETTINGS: Array<u32> = Array::with_max_entries(SETTINGS_LEN, 0);
 /// Process names whose connections are always reported (netcat family, wget, ...).
 #[map(name = "WATCHED_COMMS")]
 pub static WATCHED_COMMS: HashMap<CommKey, u8> = HashMap::with_max_entries(64, 0);
+
+/// Kernel structure offsets for the exec program, from the running kernel's BTF.
+#[map(name = "TASK_OFFSETS")]
+pub static TASK_OFFSETS: Array<TaskOffsets> = Array::with_max_entries(1, 0);
 
 /// Every event, in order, for the agent.
 #[map(name = "EVENTS")]

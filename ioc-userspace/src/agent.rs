@@ -9,9 +9,12 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     clock::BootClock,
+    container::ContainerResolver,
     ioc::IocSet,
     kernel::{cgroup::cgroup2_root, Kernel, KernelEntries, KernelStats, MapSizes, MatchOptions},
-    pipeline::Pipeline,
+    pipeline::{Pipeline, PipelineOptions, PipelineParts},
+    process::{CacheLimits, ProcessCache},
+    rules::RuleSet,
     sink,
 };
 
@@ -19,7 +22,10 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub ioc_files: Vec<PathBuf>,
+    /// Exclusion rules file; the embedded defaults when `None`.
+    pub rules_file: Option<PathBuf>,
     pub all_connections: bool,
+    pub show_excluded: bool,
     pub match_options: MatchOptions,
     pub cgroup: Option<PathBuf>,
     pub device_name: Option<String>,
@@ -48,6 +54,10 @@ fn device_name(explicit: Option<String>) -> String {
 
 async fn run_async(options: RunOptions) -> Result<()> {
     let iocs = IocSet::load_files(&options.ioc_files)?;
+    let rules = match &options.rules_file {
+        Some(path) => RuleSet::load(path)?,
+        None => RuleSet::builtin()?,
+    };
     if iocs.is_empty() && !options.all_connections {
         log::warn!("no indicators loaded: only watched network tools will be reported");
     }
@@ -64,16 +74,30 @@ async fn run_async(options: RunOptions) -> Result<()> {
     let mut reader = kernel.take_event_reader()?;
     let clock = BootClock::new().context("reading the boot and wall clocks")?;
     let stdout = sink::stdout::spawn(options.queue_capacity).context("starting the stdout sink")?;
-    let mut pipeline = Pipeline::new(iocs, clock, device_name(options.device_name), vec![stdout]);
+    let mut pipeline = Pipeline::new(PipelineParts {
+        iocs,
+        rules,
+        processes: ProcessCache::new(CacheLimits::default()),
+        containers: ContainerResolver::new(&cgroup),
+        clock,
+        device_name: device_name(options.device_name),
+        options: PipelineOptions {
+            all_connections: options.all_connections,
+            show_excluded: options.show_excluded,
+        },
+        sinks: vec![stdout],
+    });
 
     // Handlers go in before readiness is announced, so a stop right after it is clean.
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let attached = kernel.attach(&cgroup)?;
+    // After the exec tracepoint is attached, so no process falls between the two.
+    let seeded = pipeline.seed_processes();
     let counts = pipeline.iocs().counts();
     log::info!(
         "ready: {} programs attached to {} (program ids {}); {} indicators loaded \
-         ({} ip:port, {} ip, {} cidr)",
+         ({} ip:port, {} ip, {} cidr); {} exclusion rules from {}; {} processes known",
         attached.len(),
         cgroup.display(),
         attached
@@ -85,6 +109,9 @@ async fn run_async(options: RunOptions) -> Result<()> {
         counts.endpoints,
         counts.addresses,
         counts.networks,
+        pipeline.rules().len(),
+        pipeline.rules().origin(),
+        seeded,
     );
 
     let mut drops = DropWatch::default();
@@ -111,6 +138,7 @@ async fn run_async(options: RunOptions) -> Result<()> {
     drop(kernel);
     log::info!("detached all programs from {}", cgroup.display());
     let pipeline_stats = pipeline.stats();
+    let rule_counts = pipeline.rules().suppression_counts();
     let sinks = pipeline.close();
     let sink_drops: u64 = sinks
         .iter()
@@ -118,13 +146,17 @@ async fn run_async(options: RunOptions) -> Result<()> {
         .sum();
     log::info!(
         "stopped: {} kernel events read, {} records written, kernel drops {} \
-         (ring buffer full), sink drops {}, undecodable {}",
+         (ring buffer full), sink drops {}, undecodable {}, excluded by rules {}",
         pipeline_stats.records_read,
         pipeline_stats.rows_emitted,
         kernel_stats.ringbuf_full,
         sink_drops,
         pipeline_stats.decode_errors,
+        pipeline_stats.excluded,
     );
+    for count in rule_counts.iter().filter(|c| c.excluded > 0) {
+        log::info!("rule {:?} excluded {} events", count.rule, count.excluded);
+    }
     Ok(())
 }
 

@@ -60,9 +60,19 @@ pub struct RunArgs {
     #[arg(long = "iocs", value_name = "PATH")]
     pub iocs: Vec<PathBuf>,
 
+    /// Exclusion rules (TOML; see docs/RULES.md) [default: the embedded default rules,
+    /// which never suppress indicator hits or reverse shells].
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+
     /// Report every outbound connection, not only indicator hits and watched tools.
     #[arg(long)]
     pub all_connections: bool,
+
+    /// Also write events that exclusion rules suppressed, with `ExcludedBy` naming the
+    /// rule, to tune the rules.
+    #[arg(long)]
+    pub show_excluded: bool,
 
     /// Match ip:port indicators on their exact port only. By default they also match
     /// their address on any port, reported with MatchKind "endpoint-address".
@@ -91,8 +101,9 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 8192, value_name = "N")]
     pub queue_size: usize,
 
-    /// Kernel ring buffer size in bytes (a power of two, at least 4096).
-    #[arg(long, default_value_t = 256 * 1024, value_parser = parse_ringbuf_size, value_name = "BYTES")]
+    /// Kernel ring buffer size in bytes (a power of two, at least 4096). Exec events
+    /// take 4.4 KiB each, connection events 112 bytes.
+    #[arg(long, default_value_t = 1024 * 1024, value_parser = parse_ringbuf_size, value_name = "BYTES")]
     pub ringbuf_size: u32,
 
     /// Seconds between checks of the drop counters (a warning when any grew).
@@ -125,7 +136,9 @@ impl RunArgs {
         }
         RunOptions {
             ioc_files: self.iocs,
+            rules_file: self.rules,
             all_connections: self.all_connections,
+            show_excluded: self.show_excluded,
             match_options: MatchOptions {
                 endpoint_address_match: !self.strict_ports,
             },

@@ -7,8 +7,9 @@ use std::{
 };
 
 use ioc_common::{
-    ConnectEvent, EVENT_CONNECT, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6,
-    MATCH_ADDRESS, MATCH_ENDPOINT, MATCH_ENDPOINT_ADDRESS, REASON_WATCHED, VERDICT_BLOCKED,
+    ConnectEvent, ExecEvent, ExitEvent, EVENT_CONNECT, EVENT_EXEC, EVENT_EXIT, HOOK_CONNECT4,
+    HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, MATCH_ADDRESS, MATCH_ENDPOINT,
+    MATCH_ENDPOINT_ADDRESS, REASON_WATCHED, VERDICT_BLOCKED,
 };
 
 use crate::text::from_nul_padded;
@@ -97,9 +98,32 @@ pub struct ConnectionEvent {
     pub watched: bool,
 }
 
+/// A process started a new program image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecRecord {
+    pub boot_ns: u64,
+    /// When the task was created (fork), nanoseconds since boot.
+    pub start_boot_ns: u64,
+    pub cgroup_id: u64,
+    pub tgid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    pub comm: String,
+    /// The path given to execve (may be relative).
+    pub filename: String,
+    /// argv, invalid UTF-8 replaced.
+    pub args: Vec<String>,
+    /// argv was longer than the kernel copies; the last argument is cut.
+    pub args_truncated: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     Connection(ConnectionEvent),
+    Exec(ExecRecord),
+    Exit { tgid: u32, boot_ns: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,22 +160,63 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
             })?;
     match u32::from_ne_bytes(kind_bytes) {
         EVENT_CONNECT => decode_connect(record).map(Event::Connection),
+        EVENT_EXEC => decode_exec(record).map(Event::Exec),
+        EVENT_EXIT => {
+            let raw: ExitEvent = read_record(record, EVENT_EXIT)?;
+            Ok(Event::Exit {
+                tgid: raw.tgid,
+                boot_ns: raw.boot_ns,
+            })
+        }
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
 
-fn decode_connect(record: &[u8]) -> Result<ConnectionEvent, DecodeError> {
-    let need = std::mem::size_of::<ConnectEvent>();
+/// Copies a record of kind `kind` out of the ring buffer bytes.
+fn read_record<T: Copy>(record: &[u8], kind: u32) -> Result<T, DecodeError> {
+    let need = std::mem::size_of::<T>();
     if record.len() < need {
         return Err(DecodeError::Short {
-            kind: EVENT_CONNECT,
+            kind,
             len: record.len(),
             need,
         });
     }
-    // SAFETY: length checked; ConnectEvent is plain old data valid for any bytes, and the
-    // read is unaligned-safe.
-    let raw: ConnectEvent = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
+    // SAFETY: length checked; callers only use the plain-old-data record types of
+    // ioc-common, valid for any bytes; the read is unaligned-safe.
+    Ok(unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) })
+}
+
+fn decode_exec(record: &[u8]) -> Result<ExecRecord, DecodeError> {
+    let raw: ExecEvent = read_record(record, EVENT_EXEC)?;
+    let len = (raw.args_len as usize).min(raw.args.len());
+    let area = &raw.args[..len];
+    let area = area.strip_suffix(&[0]).unwrap_or(area);
+    let args = if area.is_empty() {
+        Vec::new()
+    } else {
+        area.split(|&b| b == 0)
+            .map(|arg| String::from_utf8_lossy(arg).into_owned())
+            .collect()
+    };
+    Ok(ExecRecord {
+        boot_ns: raw.boot_ns,
+        start_boot_ns: raw.start_boot_ns,
+        cgroup_id: raw.cgroup_id,
+        tgid: raw.tgid,
+        ppid: raw.ppid,
+        uid: raw.uid,
+        euid: raw.euid,
+        gid: raw.gid,
+        comm: from_nul_padded(&raw.comm),
+        filename: from_nul_padded(&raw.filename),
+        args,
+        args_truncated: raw.args_truncated != 0,
+    })
+}
+
+fn decode_connect(record: &[u8]) -> Result<ConnectionEvent, DecodeError> {
+    let raw: ConnectEvent = read_record(record, EVENT_CONNECT)?;
     let hook = match raw.hook {
         HOOK_CONNECT4 => Hook::Connect4,
         HOOK_CONNECT6 => Hook::Connect6,
@@ -236,9 +301,53 @@ pub(crate) mod tests {
         .to_vec()
     }
 
+    fn connection(record: &[u8]) -> ConnectionEvent {
+        match decode(record) {
+            Ok(Event::Connection(event)) => event,
+            other => panic!("not a connection: {other:?}"),
+        }
+    }
+
+    pub(crate) fn raw_exec(args: &[u8]) -> Vec<u8> {
+        // SAFETY: all-zero is a valid ExecEvent.
+        let mut raw: ExecEvent = unsafe { std::mem::zeroed() };
+        raw.kind = EVENT_EXEC;
+        raw.tgid = 4242;
+        raw.ppid = 1;
+        raw.uid = 0;
+        raw.euid = 0;
+        raw.comm[..2].copy_from_slice(b"nc");
+        raw.filename[..11].copy_from_slice(b"/usr/bin/nc");
+        raw.args[..args.len()].copy_from_slice(args);
+        raw.args_len = args.len() as u32;
+        // SAFETY: reading the bytes of a plain-old-data value.
+        unsafe {
+            std::slice::from_raw_parts(
+                (&raw as *const ExecEvent).cast::<u8>(),
+                std::mem::size_of::<ExecEvent>(),
+            )
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn decodes_exec_argv() {
+        let Ok(Event::Exec(exec)) = decode(&raw_exec(b"nc\0-zv\0host name\0\xff\0")) else {
+            panic!("not an exec")
+        };
+        assert_eq!(exec.args, vec!["nc", "-zv", "host name", "\u{fffd}"]);
+        assert_eq!(exec.filename, "/usr/bin/nc");
+        assert_eq!(exec.comm, "nc");
+        assert!(!exec.args_truncated);
+        let Ok(Event::Exec(empty)) = decode(&raw_exec(b"")) else {
+            panic!("not an exec")
+        };
+        assert!(empty.args.is_empty());
+    }
+
     #[test]
     fn decodes_v4_mapped_destination_as_ipv4() {
-        let Event::Connection(event) = decode(&bytes_of(&raw_connect())).unwrap();
+        let event = connection(&bytes_of(&raw_connect()));
         assert_eq!(event.remote, "127.0.0.2:4444".parse().unwrap());
         assert_eq!(event.local, None);
         assert_eq!(event.indicator, Some((MatchKind::Endpoint, 3)));

@@ -1,15 +1,22 @@
-//! From raw ring buffer records to queued output lines: decode, enrich, build the row,
-//! serialise, hand to the sinks. Synchronous and allocation-light; the agent's event loop
-//! calls it for each batch.
+//! From raw ring buffer records to queued output lines: decode, keep the process cache
+//! current, enrich connections with process and container context, judge them against
+//! the rules, build the row, serialise, and hand it to the sinks. Synchronous; the
+//! agent's event loop calls it for each record.
 
 use crate::{
     clock::BootClock,
-    event::{decode, Event},
+    container::ContainerResolver,
+    detect::{self, primary_class, ProcessView},
+    event::{decode, ConnectionEvent, Event},
     ioc::IocSet,
-    process::ProcessResolver,
-    schema::device_network,
+    process::ProcessCache,
+    rules::{DetectionClass, RuleSet},
+    schema::device_network::{self, join_command_line, Detection, ProcessContext},
     sink::{QueuedSink, SinkStats},
 };
+
+/// How many ancestors a record lists (and the rules see).
+const MAX_ANCESTORS: usize = 16;
 
 /// Counters of the userspace side.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -17,33 +24,59 @@ pub struct PipelineStats {
     pub records_read: u64,
     pub decode_errors: u64,
     pub rows_emitted: u64,
+    /// Connections every detection class of which a rule suppressed.
+    pub excluded: u64,
+    /// Connections the kernel reported (watched name) that the rules found no class for.
+    pub not_detections: u64,
+}
+
+/// Choices that shape what is emitted.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PipelineOptions {
+    /// Emit every connection, detection or not.
+    pub all_connections: bool,
+    /// Emit excluded events too, marked with the rule (for tuning).
+    pub show_excluded: bool,
 }
 
 pub struct Pipeline {
     iocs: IocSet,
-    processes: ProcessResolver,
+    rules: RuleSet,
+    processes: ProcessCache,
+    containers: ContainerResolver,
     clock: BootClock,
     device_name: String,
+    options: PipelineOptions,
     sinks: Vec<QueuedSink>,
     stats: PipelineStats,
     line: Vec<u8>,
 }
 
+/// Everything a pipeline is built from.
+pub struct PipelineParts {
+    pub iocs: IocSet,
+    pub rules: RuleSet,
+    pub processes: ProcessCache,
+    pub containers: ContainerResolver,
+    pub clock: BootClock,
+    pub device_name: String,
+    pub options: PipelineOptions,
+    pub sinks: Vec<QueuedSink>,
+}
+
 impl Pipeline {
-    pub fn new(
-        iocs: IocSet,
-        clock: BootClock,
-        device_name: String,
-        sinks: Vec<QueuedSink>,
-    ) -> Self {
+    pub fn new(parts: PipelineParts) -> Self {
         Self {
-            iocs,
-            processes: ProcessResolver::new(),
-            clock,
-            device_name,
-            sinks,
+            iocs: parts.iocs,
+            rules: parts.rules,
+            processes: parts.processes,
+            containers: parts.containers,
+            clock: parts.clock,
+            device_name: parts.device_name,
+            options: parts.options,
+            sinks: parts.sinks,
             stats: PipelineStats::default(),
-            line: Vec::with_capacity(1024),
+            line: Vec::with_capacity(2048),
         }
     }
 
@@ -51,23 +84,117 @@ impl Pipeline {
         &self.iocs
     }
 
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    pub fn processes(&self) -> &ProcessCache {
+        &self.processes
+    }
+
+    /// Loads every running process from /proc; returns how many.
+    pub fn seed_processes(&mut self) -> usize {
+        self.processes.seed_from_proc()
+    }
+
     pub fn handle(&mut self, record: &[u8]) {
         self.stats.records_read += 1;
-        let event = match decode(record) {
-            Ok(Event::Connection(event)) => event,
+        match decode(record) {
+            Ok(Event::Connection(event)) => self.on_connection(&event),
+            Ok(Event::Exec(exec)) => self.processes.on_exec(&exec),
+            Ok(Event::Exit { tgid, .. }) => self.processes.on_exit(tgid),
             Err(err) => {
                 self.stats.decode_errors += 1;
                 log::warn!("skipping kernel record: {err}");
+            }
+        }
+    }
+
+    fn on_connection(&mut self, event: &ConnectionEvent) {
+        let container_id = self.containers.container_id(event.cgroup_id);
+        let user = self.processes.user_name(event.uid);
+        let process = self.processes.lookup(event.tgid, &event.comm).cloned();
+        let ancestors = self.processes.ancestors(event.tgid, MAX_ANCESTORS);
+        let view = ProcessView {
+            exe_path: process.as_ref().and_then(|p| p.exe.as_deref()),
+            argv: process.as_ref().map_or(&[], |p| p.args.as_slice()),
+            ancestors: ancestors
+                .iter()
+                .map(|a| (a.comm.as_str(), a.exe.as_deref()))
+                .collect(),
+            user: user.as_deref(),
+            uid: event.uid,
+            container_id: container_id.as_deref(),
+        };
+        let subject = detect::subject(event, &view);
+        let verdict = detect::judge(&self.rules, &subject);
+
+        let excluded = verdict.is_excluded();
+        if excluded {
+            self.stats.excluded += 1;
+            if !self.options.show_excluded {
                 return;
             }
+        } else if verdict.classes.is_empty() && !self.options.all_connections {
+            self.stats.not_detections += 1;
+            return;
+        }
+        let shown: &[DetectionClass] = if excluded {
+            &verdict.classes
+        } else {
+            &verdict.reported_classes
         };
-        let process = self.processes.context(event.tgid, event.uid, &event.comm);
+        let detection = Detection {
+            class: primary_class(shown),
+            classes: shown.iter().map(|c| c.name()).collect(),
+            excluded_by: excluded.then(|| verdict.suppressed_by.clone()).flatten(),
+            suppressed: if excluded {
+                Vec::new()
+            } else {
+                verdict
+                    .suppressions
+                    .iter()
+                    .map(|s| (s.class.name(), s.rule.clone()))
+                    .collect()
+            },
+            reverse_shell_evidence: verdict.reverse_shell_evidence.clone(),
+        };
+
+        let parent = ancestors.first();
+        let context = ProcessContext {
+            file_name: process
+                .as_ref()
+                .map_or_else(|| event.comm.clone(), |p| p.file_name().to_string()),
+            folder_path: process.as_ref().and_then(|p| p.exe.clone()),
+            command_line: process
+                .as_ref()
+                .filter(|p| !p.args.is_empty())
+                .map(|p| join_command_line(&p.args)),
+            command_line_truncated: process.as_ref().is_some_and(|p| p.args_truncated),
+            account_name: user.clone(),
+            effective_uid: process.as_ref().map(|p| p.euid),
+            creation_unix_ns: process
+                .as_ref()
+                .and_then(|p| p.start_boot_ns)
+                .map(|ns| self.clock.unix_ns(ns)),
+            parent_id: process.as_ref().map(|p| p.ppid),
+            parent_file_name: parent.map(|p| p.file_name().to_string()),
+            parent_creation_unix_ns: parent
+                .and_then(|p| p.start_boot_ns)
+                .map(|ns| self.clock.unix_ns(ns)),
+            ancestors: ancestors
+                .iter()
+                .map(|a| a.file_name().to_string())
+                .collect(),
+            container_id,
+        };
         let indicator = event.indicator.and_then(|(_, id)| self.iocs.get(id));
         let row = device_network::build(
-            &event,
+            event,
             self.clock.unix_ns(event.boot_ns),
             &self.device_name,
-            &process,
+            &context,
+            &detection,
             indicator,
         );
         self.line.clear();

@@ -135,7 +135,7 @@ impl Agent {
             }
         };
         let program_ids = parse_program_ids(&ready);
-        assert_eq!(program_ids.len(), 4, "readiness line: {ready}");
+        assert_eq!(program_ids.len(), 6, "readiness line: {ready}");
         Agent {
             child,
             records,
@@ -250,17 +250,37 @@ pub fn parse_program_ids(ready_line: &str) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// A symlink called `name` to `target`, in a scratch directory: running it makes a
+/// process whose comm (and executable file name) is `name`.
+pub fn named_program(target: &str, name: &str) -> PathBuf {
+    let dir = scratch_dir(&format!("bin-{name}"));
+    let link = dir.join(name);
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(target, &link).expect("symlinking a test program");
+    link
+}
+
+/// Runs `sh -c SCRIPT` under the program name `shell_name` (a symlink to /bin/sh, so it
+/// shows as that ancestor) and waits for it.
+pub fn run_shell_as(shell_name: &str, script: &str) {
+    let shell = named_program("/bin/sh", shell_name);
+    let status = Command::new(shell)
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .status()
+        .expect("starting the shell");
+    assert!(
+        status.success(),
+        "{shell_name} -c {script:?} failed: {status}"
+    );
+}
+
 /// Runs the test client with `args`, optionally under another program name (a symlink
 /// named `name`, which becomes the process's comm), and returns its pid once it exited.
 pub fn run_client(client: &str, name: Option<&str>, args: &[&str]) -> u32 {
     let program = match name {
-        Some(name) => {
-            let dir = scratch_dir(&format!("bin-{name}"));
-            let link = dir.join(name);
-            let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(client, &link).expect("symlinking the client");
-            link
-        }
+        Some(name) => named_program(client, name),
         None => PathBuf::from(client),
     };
     let mut child = Command::new(&program)

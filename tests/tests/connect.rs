@@ -216,7 +216,7 @@ fn all_connections_reports_non_indicators_too() {
 #[test]
 fn watched_process_names_are_reported_without_indicator() {
     let mut agent = Agent::start("watched", IOCS, &[]);
-    let pid = run_client(CLIENT, Some("nc"), &["tcp", "127.0.0.5:4444"]);
+    let pid = run_client(CLIENT, Some("nc"), &["127.0.0.5", "4444"]);
     let record = agent.wait_for("nc to a non-indicator", |r| from_pid(r, pid));
     assert_eq!(extra(&record, "DetectionClass"), "network-tool");
     assert_eq!(extra(&record, "Comm"), "nc");

@@ -261,7 +261,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("bad.txt");
         std::fs::write(&path, "127.0.0.2:4444\n300.1.1.1\n").unwrap();
-        let err = IocSet::load_files(std::slice::from_ref(&path)).unwrap_err().to_string();
+        let err = IocSet::load_files(std::slice::from_ref(&path))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&format!("{}:2", path.display())), "{err}");
         assert!(err.contains("\"300.1.1.1\""), "{err}");
         let missing = IocSet::load_files(&[dir.join("missing.txt")]).unwrap_err();

@@ -2,22 +2,24 @@
 //! the cgroup v2 root, keeping the maps in step with the indicator set, and reading the
 //! ring buffer. The rest of the agent sees plain Rust values and byte slices.
 
+mod btf;
 pub mod cgroup;
 mod entries;
 mod events;
+mod offsets;
 
 use std::{os::fd::AsFd as _, path::Path};
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
     maps::{lpm_trie::Key as LpmKey, Array, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray},
-    programs::{CgroupAttachMode, CgroupSockAddr},
+    programs::{CgroupAttachMode, CgroupSockAddr, TracePoint},
     Ebpf, EbpfLoader,
 };
 use ioc_common::{
-    comm_key, stat, CommKey, EndpointKey, IocValue, MAP_EVENTS, MAP_IOC_ENDPOINTS, MAP_IOC_NETS,
-    MAP_SETTINGS, MAP_STATS, MAP_WATCHED_COMMS, PROG_CONNECT4, PROG_CONNECT6, PROG_SENDMSG4,
-    PROG_SENDMSG6, SETTINGS_FLAGS,
+    comm_key, stat, CommKey, EndpointKey, IocValue, TaskOffsets, MAP_EVENTS, MAP_IOC_ENDPOINTS,
+    MAP_IOC_NETS, MAP_SETTINGS, MAP_STATS, MAP_TASK_OFFSETS, MAP_WATCHED_COMMS, PROG_CONNECT4,
+    PROG_CONNECT6, PROG_EXEC, PROG_EXIT, PROG_SENDMSG4, PROG_SENDMSG6, SETTINGS_FLAGS,
 };
 
 pub use entries::{diff, KernelEntries, MatchOptions, NetKey};
@@ -26,8 +28,15 @@ pub use events::EventReader;
 /// The compiled kernel programs, built by build.rs for the BPF target.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ioc-ebpf"));
 
-/// Every program and the hook it attaches to, in attach order.
-const PROGRAMS: [&str; 4] = [PROG_CONNECT4, PROG_CONNECT6, PROG_SENDMSG4, PROG_SENDMSG6];
+/// Socket-address programs, attached to the cgroup v2 root.
+const SOCK_PROGRAMS: [&str; 4] = [PROG_CONNECT4, PROG_CONNECT6, PROG_SENDMSG4, PROG_SENDMSG6];
+
+/// Tracepoint programs and their (category, event). Attached before the socket programs,
+/// so a process is known before its first connection is reported.
+const TRACEPOINTS: [(&str, &str, &str); 2] = [
+    (PROG_EXEC, "sched", "sched_process_exec"),
+    (PROG_EXIT, "sched", "sched_process_exit"),
+];
 
 /// Map sizes chosen at load time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,11 +104,14 @@ impl Kernel {
             .map_max_entries(MAP_EVENTS, sizes.ringbuf_bytes)
             .load(OBJECT)
             .context("loading the eBPF object (is this kernel new enough, and are we root?)")?;
-        for name in PROGRAMS {
-            let program: &mut CgroupSockAddr = ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?
-                .try_into()?;
+        for name in SOCK_PROGRAMS {
+            let program: &mut CgroupSockAddr = program_mut(&mut ebpf, name)?.try_into()?;
+            program
+                .load()
+                .with_context(|| format!("the kernel refused program {name}"))?;
+        }
+        for (name, _, _) in TRACEPOINTS {
+            let program: &mut TracePoint = program_mut(&mut ebpf, name)?.try_into()?;
             program
                 .load()
                 .with_context(|| format!("the kernel refused program {name}"))?;
@@ -115,18 +127,30 @@ impl Kernel {
         self.sizes
     }
 
-    /// Attaches every program to `cgroup_root`, beside any other programs already there.
+    /// Gives the exec program this kernel's structure offsets, then attaches the
+    /// process tracepoints, then the socket programs on `cgroup_root` (beside any other
+    /// programs already there).
     pub fn attach(&mut self, cgroup_root: &Path) -> Result<Vec<AttachedProgram>> {
+        let task_offsets = offsets::task_offsets()?;
+        let mut table: Array<&mut MapData, TaskOffsets> =
+            self.map_mut(MAP_TASK_OFFSETS)?.try_into()?;
+        table.set(0, task_offsets, 0)?;
+
+        let mut attached = Vec::with_capacity(TRACEPOINTS.len() + SOCK_PROGRAMS.len());
+        for (name, category, event) in TRACEPOINTS {
+            let program: &mut TracePoint = program_mut(&mut self.ebpf, name)?.try_into()?;
+            program
+                .attach(category, event)
+                .with_context(|| format!("attaching {name} to {category}/{event}"))?;
+            let id = program.info().map(|info| info.id()).unwrap_or_default();
+            attached.push(AttachedProgram { name, id });
+        }
+
         let cgroup = std::fs::File::open(cgroup_root)
             .with_context(|| format!("opening cgroup {}", cgroup_root.display()))?;
         let mode = attach_mode();
-        let mut attached = Vec::with_capacity(PROGRAMS.len());
-        for name in PROGRAMS {
-            let program: &mut CgroupSockAddr = self
-                .ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("program {name} missing"))?
-                .try_into()?;
+        for name in SOCK_PROGRAMS {
+            let program: &mut CgroupSockAddr = program_mut(&mut self.ebpf, name)?.try_into()?;
             program
                 .attach(cgroup.as_fd(), mode)
                 .with_context(|| format!("attaching {name} to {}", cgroup_root.display()))?;
@@ -251,6 +275,11 @@ impl Kernel {
             .map_mut(name)
             .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
     }
+}
+
+fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))
 }
 
 /// How to attach beside other cgroup programs (systemd's among them) without replacing

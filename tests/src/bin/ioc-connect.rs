@@ -6,7 +6,12 @@
 //!   tcp ADDR   TCP connect (an IPv6 socket for [v6]:port, v4-mapped included)
 //!   udp ADDR   one unconnected UDP datagram (sendto)
 //!   sleep MS   pause
+//!   note TEXT  nothing (lets a test give the process a long or odd command line)
 //! ADDR must be loopback: this tool refuses anything else.
+//!
+//! Run under a netcat name (a symlink called nc, ncat, netcat, ...) it takes a netcat-like
+//! command line instead, `[flags] HOST PORT`, and makes one TCP connect (UDP with `-u`),
+//! so rule tests can use real argument vectors. It never runs what `-e`/`-c` name.
 
 use std::{
     net::{SocketAddr, TcpStream, UdpSocket},
@@ -26,8 +31,71 @@ fn parse_addr(text: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
+/// Netcat flags that take a value (`-w 3` as well as `-w3`).
+const NC_VALUE_FLAGS: &[char] = &['w', 'p', 's', 'e', 'c', 'i', 'q', 'x', 'X', 'O', 'I'];
+
+/// `[flags] HOST PORT [PORT...]` as netcat reads it: (udp, host, port).
+fn netcat_target(args: &[String]) -> Result<(bool, String, String), String> {
+    let mut udp = false;
+    let mut operands = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.strip_prefix('-').filter(|flags| !flags.is_empty()) {
+            Some(flags) if !flags.starts_with('-') => {
+                for (i, flag) in flags.char_indices() {
+                    if flag == 'u' {
+                        udp = true;
+                    }
+                    if NC_VALUE_FLAGS.contains(&flag) {
+                        if i + flag.len_utf8() == flags.len() {
+                            iter.next();
+                        }
+                        break;
+                    }
+                }
+            }
+            Some(_) => {} // long option
+            None => operands.push(arg.clone()),
+        }
+    }
+    match operands.as_slice() {
+        [host, port, ..] => Ok((udp, host.clone(), port.clone())),
+        _ => Err(format!("netcat mode needs HOST PORT in {args:?}")),
+    }
+}
+
+fn netcat_main(args: &[String]) -> ExitCode {
+    let (udp, host, port) = match netcat_target(args) {
+        Ok(target) => target,
+        Err(err) => {
+            eprintln!("ioc-connect: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let addr = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let action = if udp { "udp" } else { "tcp" };
+    run_actions(&[action.to_string(), addr])
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut argv = std::env::args();
+    let program = argv.next().unwrap_or_default();
+    let args: Vec<String> = argv.collect();
+    let name = program.rsplit('/').next().unwrap_or_default();
+    if matches!(
+        name,
+        "nc" | "ncat" | "netcat" | "nc.openbsd" | "nc.traditional"
+    ) {
+        return netcat_main(&args);
+    }
+    run_actions(&args)
+}
+
+fn run_actions(args: &[String]) -> ExitCode {
     for pair in args.chunks(2) {
         let [action, operand] = pair else {
             eprintln!("ioc-connect: expected ACTION OPERAND pairs");
@@ -59,6 +127,7 @@ fn main() -> ExitCode {
                 .parse::<u64>()
                 .map(|ms| std::thread::sleep(Duration::from_millis(ms)))
                 .map_err(|_| format!("bad sleep {operand}")),
+            "note" => Ok(()),
             other => Err(format!("unknown action {other}")),
         };
         if let Err(err) = result {

@@ -1,0 +1,116 @@
+//! What the exec program needs to know about this kernel: structure offsets (from BTF)
+//! and the layout of the sched_process_exec tracepoint record (from tracefs).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context as _, Result};
+use ioc_common::TaskOffsets;
+
+use super::btf::KernelBtf;
+
+const TRACEFS_MOUNTS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
+/// The tracefs directory holding `events/`, mounting tracefs when it is absent (aya
+/// needs it to attach tracepoints, and some devices do not mount it at boot).
+pub fn tracefs() -> Result<PathBuf> {
+    if let Some(found) = TRACEFS_MOUNTS
+        .iter()
+        .map(Path::new)
+        .find(|dir| dir.join("events").is_dir())
+    {
+        return Ok(found.to_path_buf());
+    }
+    let target = TRACEFS_MOUNTS[0];
+    std::fs::create_dir_all(target).with_context(|| format!("creating {target}"))?;
+    nix::mount::mount(
+        Some("tracefs"),
+        target,
+        Some("tracefs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .with_context(|| format!("tracefs is not mounted and mounting it on {target} failed"))?;
+    log::info!("mounted tracefs on {target}");
+    Ok(PathBuf::from(target))
+}
+
+/// Offset of `field` in a tracepoint `format` file's text.
+pub fn tracepoint_field_offset(format: &str, field: &str) -> Option<u32> {
+    format.lines().find_map(|line| {
+        let line = line.trim();
+        let declaration = line.strip_prefix("field:")?.split(';').next()?;
+        let name = declaration.rsplit([' ', '*']).next()?;
+        let name = name.split('[').next()?;
+        if name != field {
+            return None;
+        }
+        line.split(';')
+            .find_map(|part| part.trim().strip_prefix("offset:"))
+            .and_then(|n| n.parse().ok())
+    })
+}
+
+/// Everything in [`TaskOffsets`], from this kernel.
+pub fn task_offsets() -> Result<TaskOffsets> {
+    let btf = KernelBtf::from_sys_fs().map_err(|e| anyhow!("{e}"))?;
+    let member = |strukt: &str, field: &str| {
+        btf.member_offset(strukt, field)
+            .with_context(|| format!("reading {strukt}.{field} from the kernel's BTF"))
+    };
+    // start_boottime (5.5+) counts suspend like our event clock; older kernels only
+    // have real_start_time / start_time.
+    let start = ["start_boottime", "real_start_time", "start_time"]
+        .iter()
+        .find_map(|field| btf.member_offset("task_struct", field).ok())
+        .ok_or_else(|| anyhow!("task_struct has no start time field in the kernel's BTF"))?;
+    let format_path = tracefs()?.join("events/sched/sched_process_exec/format");
+    let format = std::fs::read_to_string(&format_path)
+        .with_context(|| format!("reading {}", format_path.display()))?;
+    let filename = tracepoint_field_offset(&format, "filename")
+        .ok_or_else(|| anyhow!("no filename field in {}", format_path.display()))?;
+    Ok(TaskOffsets {
+        valid: 1,
+        task_mm: member("task_struct", "mm")?,
+        task_real_parent: member("task_struct", "real_parent")?,
+        task_tgid: member("task_struct", "tgid")?,
+        task_start_boottime: start,
+        task_cred: member("task_struct", "cred")?,
+        cred_euid: member("cred", "euid")?,
+        mm_arg_start: member("mm_struct", "arg_start")?,
+        mm_arg_end: member("mm_struct", "arg_end")?,
+        tp_exec_filename: filename,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXEC_FORMAT: &str = "name: sched_process_exec
+ID: 312
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;
+\tfield:pid_t pid;\toffset:12;\tsize:4;\tsigned:1;
+\tfield:pid_t old_pid;\toffset:16;\tsize:4;\tsigned:1;
+";
+
+    #[test]
+    fn finds_tracepoint_field_offsets() {
+        assert_eq!(tracepoint_field_offset(EXEC_FORMAT, "filename"), Some(8));
+        assert_eq!(tracepoint_field_offset(EXEC_FORMAT, "old_pid"), Some(16));
+        assert_eq!(tracepoint_field_offset(EXEC_FORMAT, "pid"), Some(12));
+        assert_eq!(tracepoint_field_offset(EXEC_FORMAT, "nothing"), None);
+    }
+
+    #[test]
+    fn this_kernel_offsets_load() {
+        let offsets = task_offsets().unwrap();
+        assert_eq!(offsets.valid, 1);
+        assert_eq!(offsets.mm_arg_end, offsets.mm_arg_start + 8);
+        assert_eq!(offsets.tp_exec_filename, 8);
+    }
+}
