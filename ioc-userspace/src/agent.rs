@@ -10,10 +10,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::{
     clock::BootClock,
     container::ContainerResolver,
-    ioc::IocSet,
+    ioc::{Filter, Format},
     kernel::{cgroup::cgroup2_root, Kernel, KernelEntries, KernelStats, MapSizes, MatchOptions},
     pipeline::{Pipeline, PipelineOptions, PipelineParts},
     process::{CacheLimits, ProcessCache},
+    reload::{IndicatorSources, Reloader},
     rules::RuleSet,
     sink,
 };
@@ -22,6 +23,11 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub ioc_files: Vec<PathBuf>,
+    /// Indicator file format; detected per file when `Format::Auto`.
+    pub ioc_format: Format,
+    pub filter: Filter,
+    /// How often indicator files are checked for changes (`None`: only on SIGHUP).
+    pub reload_interval: Option<Duration>,
     /// Exclusion rules file; the embedded defaults when `None`.
     pub rules_file: Option<PathBuf>,
     pub all_connections: bool,
@@ -53,7 +59,26 @@ fn device_name(explicit: Option<String>) -> String {
 }
 
 async fn run_async(options: RunOptions) -> Result<()> {
-    let iocs = IocSet::load_files(&options.ioc_files)?;
+    let (loads_done, mut loaded) = tokio::sync::mpsc::unbounded_channel();
+    let mut reloader = Reloader::new(
+        IndicatorSources {
+            files: options.ioc_files.clone(),
+            format: options.ioc_format,
+            filter: options.filter.clone(),
+            match_options: options.match_options,
+        },
+        options.rules_file.clone(),
+        loads_done,
+    );
+    let (parsed, load_report) = reloader.sources().read()?;
+    if load_report.filtered_out > 0 {
+        log::info!(
+            "filters dropped {} of {} indicators read",
+            load_report.filtered_out,
+            load_report.read
+        );
+    }
+    let iocs = reloader.build_set(parsed);
     let rules = match &options.rules_file {
         Some(path) => RuleSet::load(path)?,
         None => RuleSet::builtin()?,
@@ -91,13 +116,14 @@ async fn run_async(options: RunOptions) -> Result<()> {
     // Handlers go in before readiness is announced, so a stop right after it is clean.
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let attached = kernel.attach(&cgroup)?;
     // After the exec tracepoint is attached, so no process falls between the two.
     let seeded = pipeline.seed_processes();
-    let counts = pipeline.iocs().counts();
+    let summary = pipeline.iocs().summary();
     log::info!(
         "ready: {} programs attached to {} (program ids {}); {} indicators loaded \
-         ({} ip:port, {} ip, {} cidr); {} exclusion rules from {}; {} processes known",
+         ({}); {} exclusion rules from {}; {} processes known",
         attached.len(),
         cgroup.display(),
         attached
@@ -106,9 +132,7 @@ async fn run_async(options: RunOptions) -> Result<()> {
             .collect::<Vec<_>>()
             .join(","),
         pipeline.iocs().len(),
-        counts.endpoints,
-        counts.addresses,
-        counts.networks,
+        summary.types_text(),
         pipeline.rules().len(),
         pipeline.rules().origin(),
         seeded,
@@ -117,6 +141,11 @@ async fn run_async(options: RunOptions) -> Result<()> {
     let mut drops = DropWatch::default();
     let mut tick = tokio::time::interval(options.stats_interval);
     tick.tick().await;
+    // Polling a few files' metadata is cheaper and more portable than inotify, and sees
+    // files replaced by rename (the way feeds and config managers write them).
+    let mut file_check =
+        tokio::time::interval(options.reload_interval.unwrap_or(Duration::from_secs(3600)));
+    file_check.tick().await;
     let mut batch = Vec::new();
     loop {
         tokio::select! {
@@ -129,6 +158,16 @@ async fn run_async(options: RunOptions) -> Result<()> {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = tick.tick() => drops.check(kernel.stats()?, &pipeline),
+            _ = sighup.recv() => {
+                reloader.start("SIGHUP");
+                reloader.reload_rules(&mut pipeline);
+            }
+            _ = file_check.tick(), if options.reload_interval.is_some() => {
+                if reloader.files_changed() {
+                    reloader.start("file changed");
+                }
+            }
+            Some(done) = loaded.recv() => reloader.finish(done, &mut kernel, &mut pipeline),
         }
     }
 

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::{
     agent::{self, RunOptions},
     detect::DEFAULT_WATCHED_COMMS,
-    ioc::IocSet,
+    ioc::{load_sources, Filter, Format, IdAllocator, IocSet},
     kernel::MatchOptions,
 };
 
@@ -47,18 +47,70 @@ pub enum Command {
 pub enum IocsCommand {
     /// Parse and validate indicator files; print a summary; exit 1 on any invalid entry.
     Check {
-        /// Indicator files (one ip, ip:port, [v6]:port or CIDR per line; # comments).
+        /// Indicator files, in any supported format (see `iocmon run --help`).
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        indicators: IndicatorArgs,
     },
+}
+
+/// How indicator files are read and which indicators are used.
+#[derive(Debug, Args)]
+pub struct IndicatorArgs {
+    /// Indicator file format: auto (detect per file), threatfox-json, threatfox-api,
+    /// threatfox-csv, advisory, plain, hosts, stix, misp.
+    #[arg(long, default_value = "auto", value_name = "FORMAT")]
+    pub format: Format,
+
+    /// Drop indicators whose confidence is below N (0-100). Indicators without a
+    /// confidence (plain lists) are kept.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub min_confidence: Option<u8>,
+
+    /// Keep only this threat type (repeatable), e.g. botnet_cc, payload_delivery.
+    #[arg(long = "threat-type", value_name = "TYPE")]
+    pub threat_types: Vec<String>,
+
+    /// Keep only this malware family (repeatable), by id (elf.mirai) or name (Mirai).
+    #[arg(long = "malware", value_name = "FAMILY")]
+    pub malware: Vec<String>,
+
+    /// Drop indicators last (else first) seen more than N days ago. Indicators without
+    /// dates are kept.
+    #[arg(long, value_name = "DAYS")]
+    pub max_age_days: Option<u32>,
+}
+
+impl IndicatorArgs {
+    pub fn filter(&self) -> Filter {
+        Filter {
+            min_confidence: self.min_confidence,
+            threat_types: self.threat_types.clone(),
+            malware: self.malware.clone(),
+            max_age_days: self.max_age_days,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Indicator file to load (repeatable): one ip, ip:port, [v6]:port or CIDR per line,
-    /// # starts a comment. Any invalid line refuses the start, naming file, line and value.
+    /// Indicator file to load (repeatable): ThreatFox JSON/CSV exports and API answers,
+    /// advisory markdown tables and KQL lists, STIX 2.1 bundles, MISP attributes, hosts
+    /// files, or plain lists (one ip, ip:port, [v6]:port, CIDR, domain or URL per line;
+    /// defanged forms like 1.2.3[.]4 are refanged). Any invalid entry refuses the file,
+    /// naming file, line (or JSON path) and value; at start that stops the agent, at a
+    /// reload the running set is kept.
     #[arg(long = "iocs", value_name = "PATH")]
     pub iocs: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub indicators: IndicatorArgs,
+
+    /// Seconds between checks of the indicator files for changes (0: only on SIGHUP).
+    /// SIGHUP always reloads indicators and rules.
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    pub reload_interval: u64,
 
     /// Exclusion rules (TOML; see docs/RULES.md) [default: the embedded default rules,
     /// which never suppress indicator hits or reverse shells].
@@ -136,6 +188,10 @@ impl RunArgs {
         }
         RunOptions {
             ioc_files: self.iocs,
+            ioc_format: self.indicators.format,
+            filter: self.indicators.filter(),
+            reload_interval: (self.reload_interval > 0)
+                .then(|| Duration::from_secs(self.reload_interval)),
             rules_file: self.rules,
             all_connections: self.all_connections,
             show_excluded: self.show_excluded,
@@ -172,22 +228,28 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             agent::run(args.into_options())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Iocs(IocsCommand::Check { paths }) => Ok(check_iocs(&paths)),
+        Command::Iocs(IocsCommand::Check { paths, indicators }) => {
+            Ok(check_iocs(&paths, &indicators))
+        }
     }
 }
 
-fn check_iocs(paths: &[PathBuf]) -> ExitCode {
-    match IocSet::load_files(paths) {
-        Ok(set) => {
-            let counts = set.counts();
+fn check_iocs(paths: &[PathBuf], args: &IndicatorArgs) -> ExitCode {
+    match load_sources(paths, args.format, &args.filter()) {
+        Ok((parsed, report)) => {
+            let set = IocSet::build(parsed, &mut IdAllocator::default());
+            let summary = set.summary();
             println!(
-                "{} indicators from {} file(s): {} ip:port, {} ip, {} cidr",
+                "{} indicators from {} file(s) ({} read, {} filtered out, {} duplicates)",
                 set.len(),
-                paths.len(),
-                counts.endpoints,
-                counts.addresses,
-                counts.networks
+                report.files,
+                report.read,
+                report.filtered_out,
+                report.read - report.filtered_out - set.len()
             );
+            println!("  types:        {}", summary.types_text());
+            println!("  threat types: {}", summary.threat_types_text());
+            println!("  malware:      {}", summary.malware_text());
             ExitCode::SUCCESS
         }
         Err(err) => {

@@ -20,6 +20,7 @@ pub mod ioc;
 pub mod kernel;
 pub mod pipeline;
 pub mod process;
+pub mod reload;
 pub mod rules;
 pub mod schema;
 pub mod sink;

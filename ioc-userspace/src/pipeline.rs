@@ -41,6 +41,9 @@ pub struct PipelineOptions {
 
 pub struct Pipeline {
     iocs: IocSet,
+    /// The set before the last reload: events already in the ring buffer may name its
+    /// indicators (ids are never reused, so there is no confusion).
+    previous_iocs: Option<IocSet>,
     rules: RuleSet,
     processes: ProcessCache,
     containers: ContainerResolver,
@@ -68,6 +71,7 @@ impl Pipeline {
     pub fn new(parts: PipelineParts) -> Self {
         Self {
             iocs: parts.iocs,
+            previous_iocs: None,
             rules: parts.rules,
             processes: parts.processes,
             containers: parts.containers,
@@ -86,6 +90,17 @@ impl Pipeline {
 
     pub fn rules(&self) -> &RuleSet {
         &self.rules
+    }
+
+    /// Installs a reloaded indicator set (after the kernel maps were updated).
+    pub fn replace_iocs(&mut self, iocs: IocSet) {
+        self.previous_iocs = Some(std::mem::replace(&mut self.iocs, iocs));
+    }
+
+    /// Installs reloaded rules, carrying the per-rule counters over.
+    pub fn replace_rules(&mut self, rules: RuleSet) {
+        rules.adopt_counts(&self.rules);
+        self.rules = rules;
     }
 
     pub fn processes(&self) -> &ProcessCache {
@@ -188,7 +203,11 @@ impl Pipeline {
                 .collect(),
             container_id,
         };
-        let indicator = event.indicator.and_then(|(_, id)| self.iocs.get(id));
+        let indicator = event.indicator.and_then(|(_, id)| {
+            self.iocs
+                .get(id)
+                .or_else(|| self.previous_iocs.as_ref()?.get(id))
+        });
         let row = device_network::build(
             event,
             self.clock.unix_ns(event.boot_ns),

@@ -1,44 +1,10 @@
-//! Plain indicator lists: one `ip`, `ip:port`, `[v6]:port` or CIDR per line; `#` starts a
-//! comment; blank lines are ignored.
+//! Network indicator values: `ip`, `ip:port`, `[v6]:port` or CIDR, canonicalised.
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    path::Path,
-};
+use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
-use super::{Indicator, IndicatorValue, Origin, Reject};
-
-/// Parses a whole list. Returns every rejected line when any line is invalid, so a
-/// refused file can be fixed in one pass.
-pub fn parse_plain_list(text: &str, file: &Path) -> Result<Vec<Indicator>, Vec<Reject>> {
-    let mut indicators = Vec::new();
-    let mut rejects = Vec::new();
-    for (index, raw_line) in text.lines().enumerate() {
-        let line = raw_line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let origin = Origin {
-            file: file.to_path_buf(),
-            line: index + 1,
-        };
-        match parse_value(line) {
-            Ok(value) => indicators.push(Indicator { value, origin }),
-            Err(reason) => rejects.push(Reject {
-                origin,
-                value: line.to_string(),
-                reason,
-            }),
-        }
-    }
-    if rejects.is_empty() {
-        Ok(indicators)
-    } else {
-        Err(rejects)
-    }
-}
+use super::IndicatorValue;
 
 /// One network indicator value.
 pub fn parse_value(text: &str) -> Result<IndicatorValue, String> {
@@ -162,21 +128,5 @@ mod tests {
             parse_value("example.com").unwrap_err(),
             "not an IP address, ip:port or CIDR"
         );
-    }
-
-    #[test]
-    fn list_skips_comments_and_reports_every_bad_line() {
-        let text = "# header\n127.0.0.2:4444  # c2\n\n bogus \n127.0.0.9\n1.2.3.4:99999\n";
-        let rejects = parse_plain_list(text, Path::new("list.txt")).unwrap_err();
-        assert_eq!(rejects.len(), 2);
-        assert_eq!(rejects[0].origin.line, 4);
-        assert_eq!(rejects[0].value, "bogus");
-        assert_eq!(
-            rejects[1].to_string(),
-            "list.txt:6: invalid indicator \"1.2.3.4:99999\": port 99999 is out of range (1-65535)"
-        );
-        let good = parse_plain_list("127.0.0.2:4444 # c2\n127.0.0.9\n", Path::new("l")).unwrap();
-        assert_eq!(good.len(), 2);
-        assert_eq!(good[1].origin.line, 2);
     }
 }

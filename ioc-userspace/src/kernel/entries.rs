@@ -64,7 +64,10 @@ impl KernelEntries {
         let mut endpoint_addresses = Vec::new();
         for (id, indicator) in set.iter() {
             let value = IocValue { id, flags: 0 };
-            match indicator.value {
+            let Some(network) = indicator.value.network() else {
+                continue; // domains, URLs and hashes have no kernel entry
+            };
+            match *network {
                 IndicatorValue::Endpoint(endpoint) => {
                     let key = EndpointKey::new(addr16(endpoint.ip()), endpoint.port());
                     entries.endpoints.entry(key).or_insert(value);
@@ -128,13 +131,15 @@ pub fn diff<K: Copy + Eq + Hash, V: Copy + PartialEq>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ioc::{inline_origin, Indicator};
+    use crate::ioc::{network_indicator, IdAllocator};
 
     fn set(values: &[&str]) -> IocSet {
-        IocSet::new(values.iter().enumerate().map(|(i, v)| Indicator {
-            value: crate::ioc::parse_value(v).unwrap(),
-            origin: inline_origin(i + 1),
-        }))
+        let indicators = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| network_indicator(v, "test", i + 1).unwrap())
+            .collect();
+        IocSet::build(indicators, &mut IdAllocator::default())
     }
 
     #[test]

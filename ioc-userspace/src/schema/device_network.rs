@@ -7,7 +7,8 @@ use serde::Serialize;
 use crate::{
     clock::format_timestamp,
     event::{ConnectionEvent, Protocol},
-    ioc::Indicator,
+    ioc::ParsedIndicator,
+    schema::provenance::Provenance,
 };
 
 pub const TABLE: &str = "DeviceNetworkEvents";
@@ -87,12 +88,9 @@ pub struct AdditionalFields<'a> {
     pub MatchKind: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub IndicatorId: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub Indicator: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub IndicatorType: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub IndicatorSource: Option<String>,
+    /// The matched indicator and its threat-intel metadata, flattened in.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub Provenance: Option<Provenance>,
     pub Verdict: &'static str,
     pub Hook: &'static str,
     pub Comm: &'a str,
@@ -139,7 +137,7 @@ pub fn build<'a>(
     device_name: &'a str,
     process: &'a ProcessContext,
     detection: &'a Detection,
-    indicator: Option<&Indicator>,
+    indicator: Option<&ParsedIndicator>,
 ) -> DeviceNetworkEvent<'a> {
     let (local_ip, local_port) = ip_port(event.local);
     let matched = event.indicator.map(|(kind, id)| (kind.name(), id));
@@ -177,9 +175,7 @@ pub fn build<'a>(
             ReverseShellEvidence: detection.reverse_shell_evidence.as_deref(),
             MatchKind: matched.map(|(kind, _)| kind),
             IndicatorId: matched.map(|(_, id)| id),
-            Indicator: indicator.map(|i| i.value.to_string()),
-            IndicatorType: indicator.map(|i| i.value.type_name()),
-            IndicatorSource: indicator.map(|i| i.origin.to_string()),
+            Provenance: indicator.map(Provenance::of),
             Verdict: if event.blocked { "blocked" } else { "allowed" },
             Hook: event.hook.name(),
             Comm: &event.comm,
@@ -223,7 +219,7 @@ mod tests {
     use super::*;
     use crate::{
         event::{decode, tests::bytes_of, tests::raw_connect, Event},
-        ioc::{inline_origin, parse_value},
+        ioc::network_indicator,
     };
 
     #[test]
@@ -250,10 +246,9 @@ mod tests {
             classes: vec!["ioc", "network-tool"],
             ..Detection::default()
         };
-        let indicator = Indicator {
-            value: parse_value("127.0.0.2:4444").unwrap(),
-            origin: inline_origin(3),
-        };
+        let mut indicator = network_indicator("127.0.0.2:4444", "mirai.txt", 3).unwrap();
+        indicator.meta.threat_type = Some("botnet_cc".into());
+        indicator.meta.confidence = Some(100);
         let row = build(
             &event,
             1_689_769_062_778_236_400,
@@ -265,7 +260,7 @@ mod tests {
         let json = serde_json::to_string(&row).unwrap();
         assert_eq!(
             json,
-            r#"{"Table":"DeviceNetworkEvents","Timestamp":"2023-07-19T12:17:42.7782364Z","DeviceName":"iot-box","ActionType":"ConnectionRequest","RemoteIP":"127.0.0.2","RemotePort":4444,"LocalIP":null,"LocalPort":null,"Protocol":"Tcp","InitiatingProcessId":99,"InitiatingProcessFileName":"curl","InitiatingProcessFolderPath":"/usr/bin/curl","InitiatingProcessCommandLine":"curl -s 'http://x/a b'","InitiatingProcessCreationTime":"2023-07-19T12:16:40.0000000Z","InitiatingProcessAccountName":"alice","InitiatingProcessParentId":1,"InitiatingProcessParentFileName":"sh","InitiatingProcessParentCreationTime":null,"AdditionalFields":{"DetectionClass":"ioc","DetectionClasses":["ioc","network-tool"],"MatchKind":"endpoint","IndicatorId":3,"Indicator":"127.0.0.2:4444","IndicatorType":"ip:port","IndicatorSource":"<inline>:3","Verdict":"allowed","Hook":"connect6","Comm":"curl","ThreadId":100,"PosixUserId":1000,"PosixEffectiveUserId":1000,"PosixGroupId":1000,"CgroupId":7,"Ancestors":["sh","init"]}}"#
+            r#"{"Table":"DeviceNetworkEvents","Timestamp":"2023-07-19T12:17:42.7782364Z","DeviceName":"iot-box","ActionType":"ConnectionRequest","RemoteIP":"127.0.0.2","RemotePort":4444,"LocalIP":null,"LocalPort":null,"Protocol":"Tcp","InitiatingProcessId":99,"InitiatingProcessFileName":"curl","InitiatingProcessFolderPath":"/usr/bin/curl","InitiatingProcessCommandLine":"curl -s 'http://x/a b'","InitiatingProcessCreationTime":"2023-07-19T12:16:40.0000000Z","InitiatingProcessAccountName":"alice","InitiatingProcessParentId":1,"InitiatingProcessParentFileName":"sh","InitiatingProcessParentCreationTime":null,"AdditionalFields":{"DetectionClass":"ioc","DetectionClasses":["ioc","network-tool"],"MatchKind":"endpoint","IndicatorId":3,"Indicator":"127.0.0.2:4444","IndicatorType":"ip:port","IndicatorStableId":"ioc:e0f3a38d3299ad49","IndicatorSource":"mirai.txt:3","ThreatType":"botnet_cc","Confidence":100,"Verdict":"allowed","Hook":"connect6","Comm":"curl","ThreadId":100,"PosixUserId":1000,"PosixEffectiveUserId":1000,"PosixGroupId":1000,"CgroupId":7,"Ancestors":["sh","init"]}}"#
         );
     }
 

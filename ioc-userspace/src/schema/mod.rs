@@ -2,6 +2,7 @@
 //! record carries `Table`, naming its table, so a forwarder can route it.
 
 pub mod device_network;
+pub mod provenance;
 
 /// The routing field present in every JSON record.
 pub const TABLE_FIELD: &str = "Table";

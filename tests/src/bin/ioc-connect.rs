@@ -7,6 +7,8 @@
 //!   udp ADDR   one unconnected UDP datagram (sendto)
 //!   sleep MS   pause
 //!   note TEXT  nothing (lets a test give the process a long or odd command line)
+//!   loop MS    repeat all the actions after it until MS milliseconds have passed, then
+//!              print `iterations=N` (how many complete rounds ran) on stdout
 //! ADDR must be loopback: this tool refuses anything else.
 //!
 //! Run under a netcat name (a symlink called nc, ncat, netcat, ...) it takes a netcat-like
@@ -96,6 +98,29 @@ fn main() -> ExitCode {
 }
 
 fn run_actions(args: &[String]) -> ExitCode {
+    if let [first, duration, rest @ ..] = args {
+        if first == "loop" {
+            let Ok(ms) = duration.parse::<u64>() else {
+                eprintln!("ioc-connect: bad loop duration {duration}");
+                return ExitCode::from(2);
+            };
+            let deadline = std::time::Instant::now() + Duration::from_millis(ms);
+            let mut iterations = 0u64;
+            while std::time::Instant::now() < deadline {
+                let code = run_once(rest);
+                if code != ExitCode::SUCCESS {
+                    return code;
+                }
+                iterations += 1;
+            }
+            println!("iterations={iterations}");
+            return ExitCode::SUCCESS;
+        }
+    }
+    run_once(args)
+}
+
+fn run_once(args: &[String]) -> ExitCode {
     for pair in args.chunks(2) {
         let [action, operand] = pair else {
             eprintln!("ioc-connect: expected ACTION OPERAND pairs");

@@ -203,20 +203,12 @@ pub struct ParsedIndicator {
 }
 
 impl ParsedIndicator {
-    /// The kernel-facing [`Indicator`](crate::ioc::Indicator) for network values (`ip`,
-    /// `ip:port`, CIDR); `None` for domains, URLs and hashes. JSON entries get line 0.
-    pub fn to_indicator(&self) -> Option<crate::ioc::Indicator> {
-        let line = match self.meta.location {
-            Location::Line(line) => line,
-            Location::Json(_) => 0,
-        };
-        Some(crate::ioc::Indicator {
-            value: self.value.network()?.clone(),
-            origin: crate::ioc::Origin {
-                file: std::path::PathBuf::from(&self.meta.source),
-                line,
-            },
-        })
+    /// Where it came from: `file:line` or `file: $.json.path`.
+    pub fn origin(&self) -> String {
+        match &self.meta.location {
+            Location::Line(line) => format!("{}:{line}", self.meta.source),
+            Location::Json(path) => format!("{}: {path}", self.meta.source),
+        }
     }
 }
 
@@ -779,19 +771,20 @@ mod tests {
     }
 
     #[test]
-    fn network_values_convert_to_kernel_indicators() {
+    fn origin_names_file_and_line_or_path() {
         let value = parse_any_value("127.0.0.2:4444").unwrap();
         let meta = IndicatorMeta::new(&value, "list.txt", Location::Line(3));
-        let indicator = ParsedIndicator { value, meta }.to_indicator().unwrap();
-        assert_eq!(indicator.origin.to_string(), "list.txt:3");
+        assert_eq!(ParsedIndicator { value, meta }.origin(), "list.txt:3");
         let domain = IocValue::Domain("a.com".into());
-        let meta = IndicatorMeta::new(&domain, "x", Location::Line(1));
-        assert!(ParsedIndicator {
-            value: domain,
-            meta
-        }
-        .to_indicator()
-        .is_none());
+        let meta = IndicatorMeta::new(&domain, "x.json", Location::Json("$[0]".into()));
+        assert_eq!(
+            ParsedIndicator {
+                value: domain,
+                meta
+            }
+            .origin(),
+            "x.json: $[0]"
+        );
     }
 
     #[test]
