@@ -4,7 +4,9 @@
 //! and fast when everything is already in place.
 
 mod bench;
+mod cross;
 mod setup;
+mod vm;
 
 use std::{
     path::{Path, PathBuf},
@@ -31,6 +33,11 @@ enum Task {
         /// Optimised, size-reduced build.
         #[arg(long)]
         release: bool,
+        /// Cross-build a static binary for this target: x86_64-unknown-linux-musl,
+        /// aarch64-unknown-linux-musl or armv7-unknown-linux-musleabihf (installs the
+        /// Rust target and Debian's C cross compiler when missing).
+        #[arg(long)]
+        target: Option<String>,
     },
     /// Set up, build, then run the agent as root. Without --iocs it loads the bundled
     /// loopback sample (ioc-userspace/samples/loopback-iocs.txt). Other arguments go to
@@ -66,13 +73,34 @@ enum Task {
         #[arg(long, default_value_t = 3)]
         rounds: u32,
     },
+    /// Set up, then boot Debian kernels under QEMU (no network device) and run the kernel
+    /// integration tests inside each; prints a pass/fail table per kernel and architecture.
+    /// Installs QEMU and downloads kernels with apt when missing (root).
+    VmTest {
+        /// Kernels to boot (repeatable): amd64-6.1, arm64-6.1, amd64-6.12, arm64-6.12.
+        /// Default: all.
+        #[arg(long = "kernel")]
+        kernels: Vec<String>,
+        /// Upper bound for one VM run, in seconds.
+        #[arg(long, default_value_t = 1800)]
+        timeout_secs: u64,
+        /// Use software emulation (TCG) even where /dev/kvm is usable.
+        #[arg(long)]
+        no_kvm: bool,
+        /// Write the table into docs/VM-TESTS.md.
+        #[arg(long)]
+        record: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Task::Setup => setup::run(),
-        Task::Build { release } => setup::run().and_then(|()| build_agent(release).map(drop)),
+        Task::Build { release, target } => setup::run().and_then(|()| match target {
+            Some(triple) => cross::build_agent(&triple, release).map(drop),
+            None => build_agent(release).map(drop),
+        }),
         Task::Run { release, args } => setup::run().and_then(|()| run_agent(release, &args)),
         Task::Test { no_lint, args } => setup::run().and_then(|()| test(no_lint, &args)),
         Task::Bench {
@@ -84,6 +112,19 @@ fn main() -> ExitCode {
                 iterations,
                 indicators,
                 rounds,
+            })
+        }),
+        Task::VmTest {
+            kernels,
+            timeout_secs,
+            no_kvm,
+            record,
+        } => setup::run().and_then(|()| {
+            vm::run(&vm::Plan {
+                kernels,
+                timeout: std::time::Duration::from_secs(timeout_secs),
+                no_kvm,
+                record,
             })
         }),
     };
