@@ -1,6 +1,6 @@
 //! `DeviceNetworkEvents` rows (Defender XDR advanced hunting column names and types).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
@@ -47,29 +47,64 @@ pub struct Detection {
     pub reverse_shell_evidence: Option<String>,
 }
 
-/// One row. Field names are the table's column names, verbatim.
+/// One row. Field names are the table's column names, verbatim; columns Linux cannot
+/// fill are present and null, so every row has the table's full shape.
 #[allow(non_snake_case)]
 #[derive(Debug, Serialize)]
 pub struct DeviceNetworkEvent<'a> {
     pub Table: &'static str,
     pub Timestamp: String,
+    /// 40 hex digits, stable per device (see [`super::device_id`]).
+    pub DeviceId: &'a str,
     pub DeviceName: &'a str,
     pub ActionType: &'static str,
     pub RemoteIP: String,
     pub RemotePort: u16,
+    /// Not known at connect time (a later issue correlates DNS answers).
+    pub RemoteUrl: Option<&'a str>,
     pub LocalIP: Option<String>,
     pub LocalPort: Option<u16>,
     pub Protocol: &'static str,
-    pub InitiatingProcessId: u32,
+    pub LocalIPType: Option<&'static str>,
+    pub RemoteIPType: &'static str,
+    pub InitiatingProcessSHA1: Option<&'a str>,
+    pub InitiatingProcessSHA256: Option<&'a str>,
+    pub InitiatingProcessMD5: Option<&'a str>,
     pub InitiatingProcessFileName: &'a str,
-    pub InitiatingProcessFolderPath: Option<&'a str>,
+    pub InitiatingProcessFileSize: Option<u64>,
+    pub InitiatingProcessVersionInfoCompanyName: Option<&'static str>,
+    pub InitiatingProcessVersionInfoProductName: Option<&'static str>,
+    pub InitiatingProcessVersionInfoProductVersion: Option<&'static str>,
+    pub InitiatingProcessVersionInfoInternalFileName: Option<&'static str>,
+    pub InitiatingProcessVersionInfoOriginalFileName: Option<&'static str>,
+    pub InitiatingProcessVersionInfoFileDescription: Option<&'static str>,
+    pub InitiatingProcessId: u32,
     pub InitiatingProcessCommandLine: Option<&'a str>,
     pub InitiatingProcessCreationTime: Option<String>,
-    pub InitiatingProcessAccountName: Option<&'a str>,
-    pub InitiatingProcessParentId: Option<u32>,
+    pub InitiatingProcessFolderPath: Option<&'a str>,
     pub InitiatingProcessParentFileName: Option<&'a str>,
+    pub InitiatingProcessParentId: Option<u32>,
     pub InitiatingProcessParentCreationTime: Option<String>,
+    /// The host name, as Defender shows it for macOS and Linux accounts.
+    pub InitiatingProcessAccountDomain: &'a str,
+    pub InitiatingProcessAccountName: Option<&'a str>,
+    pub InitiatingProcessAccountSid: Option<&'static str>,
+    pub InitiatingProcessAccountUpn: Option<&'static str>,
+    pub InitiatingProcessAccountObjectId: Option<&'static str>,
+    pub InitiatingProcessIntegrityLevel: Option<&'static str>,
+    /// `None` (the string), as Defender reports it where UAC does not apply.
+    pub InitiatingProcessTokenElevation: &'static str,
+    pub InitiatingProcessSessionId: Option<u64>,
+    pub IsInitiatingProcessRemoteSession: Option<bool>,
+    pub InitiatingProcessRemoteSessionDeviceName: Option<&'static str>,
+    pub InitiatingProcessRemoteSessionIP: Option<&'static str>,
+    pub AppGuardContainerId: Option<&'static str>,
+    /// Counter per agent run; DeviceName + Timestamp + ReportId identify a record.
+    pub ReportId: u64,
     pub AdditionalFields: AdditionalFields<'a>,
+    /// The event time as Unix nanoseconds (for CEF `rt`); not a column.
+    #[serde(skip)]
+    pub unix_ns: i128,
 }
 
 /// iocmon's own details, in `AdditionalFields` (a JSON object; `dynamic` in Sentinel).
@@ -131,6 +166,7 @@ fn ip_port(addr: Option<SocketAddr>) -> (Option<String>, Option<u16>) {
 }
 
 /// Builds the row for `event`. `indicator` is the set's entry for the matched id, if any.
+/// `DeviceId` and `ReportId` are the emitter's to set (empty and 0 here).
 pub fn build<'a>(
     event: &'a ConnectionEvent,
     unix_ns: i128,
@@ -144,22 +180,48 @@ pub fn build<'a>(
     DeviceNetworkEvent {
         Table: TABLE,
         Timestamp: format_timestamp(unix_ns),
+        DeviceId: "",
         DeviceName: device_name,
         ActionType: ACTION_CONNECTION_REQUEST,
         RemoteIP: event.remote.ip().to_string(),
         RemotePort: event.remote.port(),
+        RemoteUrl: None,
         LocalIP: local_ip,
         LocalPort: local_port,
         Protocol: protocol_name(event.protocol),
-        InitiatingProcessId: event.tgid,
+        LocalIPType: event.local.map(|addr| ip_type(addr.ip())),
+        RemoteIPType: ip_type(event.remote.ip()),
+        InitiatingProcessSHA1: None,
+        InitiatingProcessSHA256: None,
+        InitiatingProcessMD5: None,
         InitiatingProcessFileName: &process.file_name,
-        InitiatingProcessFolderPath: process.folder_path.as_deref(),
+        InitiatingProcessFileSize: None,
+        InitiatingProcessVersionInfoCompanyName: None,
+        InitiatingProcessVersionInfoProductName: None,
+        InitiatingProcessVersionInfoProductVersion: None,
+        InitiatingProcessVersionInfoInternalFileName: None,
+        InitiatingProcessVersionInfoOriginalFileName: None,
+        InitiatingProcessVersionInfoFileDescription: None,
+        InitiatingProcessId: event.tgid,
         InitiatingProcessCommandLine: process.command_line.as_deref(),
         InitiatingProcessCreationTime: process.creation_unix_ns.map(format_timestamp),
-        InitiatingProcessAccountName: process.account_name.as_deref(),
-        InitiatingProcessParentId: process.parent_id,
+        InitiatingProcessFolderPath: process.folder_path.as_deref(),
         InitiatingProcessParentFileName: process.parent_file_name.as_deref(),
+        InitiatingProcessParentId: process.parent_id,
         InitiatingProcessParentCreationTime: process.parent_creation_unix_ns.map(format_timestamp),
+        InitiatingProcessAccountDomain: device_name,
+        InitiatingProcessAccountName: process.account_name.as_deref(),
+        InitiatingProcessAccountSid: None,
+        InitiatingProcessAccountUpn: None,
+        InitiatingProcessAccountObjectId: None,
+        InitiatingProcessIntegrityLevel: None,
+        InitiatingProcessTokenElevation: "None",
+        InitiatingProcessSessionId: None,
+        IsInitiatingProcessRemoteSession: None,
+        InitiatingProcessRemoteSessionDeviceName: None,
+        InitiatingProcessRemoteSessionIP: None,
+        AppGuardContainerId: None,
+        ReportId: 0,
         AdditionalFields: AdditionalFields {
             DetectionClass: detection.class,
             DetectionClasses: &detection.classes,
@@ -188,6 +250,61 @@ pub fn build<'a>(
             Ancestors: &process.ancestors,
             CommandLineTruncated: process.command_line_truncated,
         },
+        unix_ns,
+    }
+}
+
+/// Defender's `LocalIPType`/`RemoteIPType` for an address (IPv4 given as IPv4, never
+/// v4-mapped; a v4-mapped IPv6 address is `FourToSixMapping`).
+///
+/// Loopback: 127/8, ::1. Private: 10/8, 172.16/12, 192.168/16, 100.64/10 (shared
+/// address space), fc00::/7. LinkLocal: 169.254/16, fe80::/10. Broadcast:
+/// 255.255.255.255. Teredo: 2001::/32. FourToSixMapping: ::ffff:0:0/96. Reserved:
+/// 0/8, 192.0.0/24, documentation and benchmark ranges, 240/4, multicast, ::,
+/// 2001:db8::/32. Public: everything else.
+pub fn ip_type(ip: IpAddr) -> &'static str {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            if v4.is_loopback() {
+                "Loopback"
+            } else if v4.is_broadcast() {
+                "Broadcast"
+            } else if v4.is_private() || (o[0] == 100 && (o[1] & 0xc0) == 64) {
+                "Private"
+            } else if v4.is_link_local() {
+                "LinkLocal"
+            } else if o[0] == 0
+                || o[0] >= 224
+                || (o[0] == 192 && o[1] == 0 && (o[2] == 0 || o[2] == 2))
+                || (o[0] == 198 && (o[1] & 0xfe) == 18)
+                || (o[0] == 198 && o[1] == 51 && o[2] == 100)
+                || (o[0] == 203 && o[1] == 0 && o[2] == 113)
+            {
+                "Reserved"
+            } else {
+                "Public"
+            }
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            if v6.is_loopback() {
+                "Loopback"
+            } else if v6.to_ipv4_mapped().is_some() {
+                "FourToSixMapping"
+            } else if (s[0] & 0xfe00) == 0xfc00 {
+                "Private"
+            } else if (s[0] & 0xffc0) == 0xfe80 {
+                "LinkLocal"
+            } else if s[0] == 0x2001 && s[1] == 0 {
+                "Teredo"
+            } else if v6.is_unspecified() || v6.is_multicast() || (s[0] == 0x2001 && s[1] == 0x0db8)
+            {
+                "Reserved"
+            } else {
+                "Public"
+            }
+        }
     }
 }
 
@@ -249,7 +366,12 @@ mod tests {
         let mut indicator = network_indicator("127.0.0.2:4444", "mirai.txt", 3).unwrap();
         indicator.meta.threat_type = Some("botnet_cc".into());
         indicator.meta.confidence = Some(100);
-        let row = build(
+        indicator.meta.malware = Some(crate::ioc::formats::model::Malware {
+            id: Some("elf.mirai".into()),
+            printable: Some("Mirai".into()),
+            aliases: Vec::new(),
+        });
+        let mut row = build(
             &event,
             1_689_769_062_778_236_400,
             "iot-box",
@@ -257,11 +379,82 @@ mod tests {
             &detection,
             Some(&indicator),
         );
+        row.DeviceId = "22bb10ffe3104214b20fc7de339a2b053e915e5c";
+        row.ReportId = 7;
         let json = serde_json::to_string(&row).unwrap();
         assert_eq!(
             json,
-            r#"{"Table":"DeviceNetworkEvents","Timestamp":"2023-07-19T12:17:42.7782364Z","DeviceName":"iot-box","ActionType":"ConnectionRequest","RemoteIP":"127.0.0.2","RemotePort":4444,"LocalIP":null,"LocalPort":null,"Protocol":"Tcp","InitiatingProcessId":99,"InitiatingProcessFileName":"curl","InitiatingProcessFolderPath":"/usr/bin/curl","InitiatingProcessCommandLine":"curl -s 'http://x/a b'","InitiatingProcessCreationTime":"2023-07-19T12:16:40.0000000Z","InitiatingProcessAccountName":"alice","InitiatingProcessParentId":1,"InitiatingProcessParentFileName":"sh","InitiatingProcessParentCreationTime":null,"AdditionalFields":{"DetectionClass":"ioc","DetectionClasses":["ioc","network-tool"],"MatchKind":"endpoint","IndicatorId":3,"Indicator":"127.0.0.2:4444","IndicatorType":"ip:port","IndicatorStableId":"ioc:e0f3a38d3299ad49","IndicatorSource":"mirai.txt:3","ThreatType":"botnet_cc","Confidence":100,"Verdict":"allowed","Hook":"connect6","Comm":"curl","ThreadId":100,"PosixUserId":1000,"PosixEffectiveUserId":1000,"PosixGroupId":1000,"CgroupId":7,"Ancestors":["sh","init"]}}"#
+            r#"{"Table":"DeviceNetworkEvents","Timestamp":"2023-07-19T12:17:42.7782364Z","DeviceId":"22bb10ffe3104214b20fc7de339a2b053e915e5c","DeviceName":"iot-box","ActionType":"ConnectionRequest","RemoteIP":"127.0.0.2","RemotePort":4444,"RemoteUrl":null,"LocalIP":null,"LocalPort":null,"Protocol":"Tcp","LocalIPType":null,"RemoteIPType":"Loopback","InitiatingProcessSHA1":null,"InitiatingProcessSHA256":null,"InitiatingProcessMD5":null,"InitiatingProcessFileName":"curl","InitiatingProcessFileSize":null,"InitiatingProcessVersionInfoCompanyName":null,"InitiatingProcessVersionInfoProductName":null,"InitiatingProcessVersionInfoProductVersion":null,"InitiatingProcessVersionInfoInternalFileName":null,"InitiatingProcessVersionInfoOriginalFileName":null,"InitiatingProcessVersionInfoFileDescription":null,"InitiatingProcessId":99,"InitiatingProcessCommandLine":"curl -s 'http://x/a b'","InitiatingProcessCreationTime":"2023-07-19T12:16:40.0000000Z","InitiatingProcessFolderPath":"/usr/bin/curl","InitiatingProcessParentFileName":"sh","InitiatingProcessParentId":1,"InitiatingProcessParentCreationTime":null,"InitiatingProcessAccountDomain":"iot-box","InitiatingProcessAccountName":"alice","InitiatingProcessAccountSid":null,"InitiatingProcessAccountUpn":null,"InitiatingProcessAccountObjectId":null,"InitiatingProcessIntegrityLevel":null,"InitiatingProcessTokenElevation":"None","InitiatingProcessSessionId":null,"IsInitiatingProcessRemoteSession":null,"InitiatingProcessRemoteSessionDeviceName":null,"InitiatingProcessRemoteSessionIP":null,"AppGuardContainerId":null,"ReportId":7,"AdditionalFields":{"DetectionClass":"ioc","DetectionClasses":["ioc","network-tool"],"MatchKind":"endpoint","IndicatorId":3,"Indicator":"127.0.0.2:4444","IndicatorType":"ip:port","IndicatorStableId":"ioc:e0f3a38d3299ad49","IndicatorSource":"mirai.txt:3","ThreatType":"botnet_cc","Malware":"Mirai","MalwareId":"elf.mirai","Confidence":100,"Verdict":"allowed","Hook":"connect6","Comm":"curl","ThreadId":100,"PosixUserId":1000,"PosixEffectiveUserId":1000,"PosixGroupId":1000,"CgroupId":7,"Ancestors":["sh","init"]}}"#
         );
+    }
+
+    /// The golden row's event with hostile process text, as CEF.
+    #[test]
+    fn golden_cef_line() {
+        let Ok(Event::Connection(event)) = decode(&bytes_of(&raw_connect())) else {
+            panic!("not a connection")
+        };
+        let process = ProcessContext {
+            file_name: "cu|rl".into(),
+            command_line: Some("curl -d a=b\\c\n<13>CEF:0|forged|x 'p|q'".into()),
+            account_name: Some("alice".into()),
+            ..ProcessContext::default()
+        };
+        let detection = Detection {
+            class: "ioc",
+            classes: vec!["ioc", "network-tool"],
+            ..Detection::default()
+        };
+        let mut indicator = network_indicator("127.0.0.2:4444", "mirai.txt", 3).unwrap();
+        indicator.meta.threat_type = Some("botnet_cc".into());
+        indicator.meta.confidence = Some(100);
+        indicator.meta.malware = Some(crate::ioc::formats::model::Malware {
+            id: Some("elf.mirai".into()),
+            printable: Some("Mirai".into()),
+            aliases: Vec::new(),
+        });
+        let mut row = build(
+            &event,
+            1_689_769_062_778_236_400,
+            "iot-box",
+            &process,
+            &detection,
+            Some(&indicator),
+        );
+        row.ReportId = 7;
+        let line = super::super::cef::device_network(&row);
+        assert_eq!(
+            line,
+            format!(
+                "CEF:0|iocmon|iocmon|{}|ioc|Connection to threat-intel indicator|8|{}",
+                super::super::cef::VERSION,
+                r"rt=1689769062778 dvchost=iot-box externalId=7 deviceDirection=1 dst=127.0.0.2 dpt=4444 proto=TCP act=allowed suser=alice sproc=cu|rl spid=99 cs1Label=Indicator cs1=127.0.0.2:4444 cs2Label=Malware cs2=Mirai cs3Label=ThreatType cs3=botnet_cc cs4Label=CommandLine cs4=curl -d a\=b\\c\n<13>CEF:0|forged|x 'p|q' cs5Label=DetectionClass cs5=ioc,network-tool cs6Label=MatchedRule cs6=endpoint mirai.txt:3 cn1Label=Confidence cn1=100"
+            )
+        );
+    }
+
+    #[test]
+    fn ip_types() {
+        let t = |s: &str| ip_type(s.parse().unwrap());
+        assert_eq!(t("127.0.0.2"), "Loopback");
+        assert_eq!(t("::1"), "Loopback");
+        assert_eq!(t("10.1.2.3"), "Private");
+        assert_eq!(t("172.31.0.1"), "Private");
+        assert_eq!(t("192.168.1.1"), "Private");
+        assert_eq!(t("100.64.0.1"), "Private");
+        assert_eq!(t("fd00::1"), "Private");
+        assert_eq!(t("169.254.1.1"), "LinkLocal");
+        assert_eq!(t("fe80::1"), "LinkLocal");
+        assert_eq!(t("255.255.255.255"), "Broadcast");
+        assert_eq!(t("2001:0:4136:e378::1"), "Teredo");
+        assert_eq!(t("::ffff:8.8.8.8"), "FourToSixMapping");
+        assert_eq!(t("0.1.2.3"), "Reserved");
+        assert_eq!(t("224.0.0.1"), "Reserved");
+        assert_eq!(t("192.0.2.1"), "Reserved");
+        assert_eq!(t("2001:db8::1"), "Reserved");
+        assert_eq!(t("217.60.195.160"), "Public");
+        assert_eq!(t("2a00:1450::1"), "Public");
+        assert_eq!(t("100.128.0.1"), "Public");
     }
 
     #[test]
