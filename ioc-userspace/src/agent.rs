@@ -10,7 +10,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::{
     clock::BootClock,
     container::ContainerResolver,
-    ioc::{Filter, Format},
+    ioc::{
+        feed::{fetch_and_log, spawn_fetcher, FeedConfig},
+        Filter, Format,
+    },
     kernel::{cgroup::cgroup2_root, Kernel, KernelEntries, KernelStats, MapSizes, MatchOptions},
     pipeline::{Pipeline, PipelineOptions, PipelineParts},
     process::{CacheLimits, ProcessCache},
@@ -25,6 +28,8 @@ pub struct RunOptions {
     pub ioc_files: Vec<PathBuf>,
     /// Indicator file format; detected per file when `Format::Auto`.
     pub ioc_format: Format,
+    /// Remote feeds, fetched in the background and cached on disk.
+    pub feeds: Vec<FeedConfig>,
     pub filter: Filter,
     /// How often indicator files are checked for changes (`None`: only on SIGHUP).
     pub reload_interval: Option<Duration>,
@@ -64,12 +69,25 @@ async fn run_async(options: RunOptions) -> Result<()> {
         IndicatorSources {
             files: options.ioc_files.clone(),
             format: options.ioc_format,
+            feeds: options.feeds.clone(),
             filter: options.filter.clone(),
             match_options: options.match_options,
         },
         options.rules_file.clone(),
         loads_done,
     );
+    // A feed never fetched before is fetched now, so a first start has its indicators;
+    // later starts use the cached copy and refresh in the background.
+    let mut fetched_now = Vec::new();
+    for feed in &options.feeds {
+        fetched_now.push(!feed.cache_path().exists() && fetch_and_log(feed));
+        if !feed.cache_path().exists() {
+            log::warn!(
+                "feed {} has no cached copy yet: starting without it",
+                crate::text::quote_for_log(&feed.url, 200)
+            );
+        }
+    }
     let (parsed, load_report) = reloader.sources().read()?;
     if load_report.filtered_out > 0 {
         log::info!(
@@ -120,6 +138,19 @@ async fn run_async(options: RunOptions) -> Result<()> {
     let attached = kernel.attach(&cgroup)?;
     // After the exec tracepoint is attached, so no process falls between the two.
     let seeded = pipeline.seed_processes();
+    let (feed_updated, mut feed_updates) = tokio::sync::mpsc::unbounded_channel();
+    for (feed, fetched) in options.feeds.iter().zip(fetched_now) {
+        let updated = feed_updated.clone();
+        let first_delay = if fetched {
+            feed.interval
+        } else {
+            Duration::ZERO
+        };
+        spawn_fetcher(feed.clone(), first_delay, move |url| {
+            updated.send(url.to_string()).is_ok()
+        })
+        .context("starting a feed fetcher")?;
+    }
     let summary = pipeline.iocs().summary();
     log::info!(
         "ready: {} programs attached to {} (program ids {}); {} indicators loaded \
@@ -168,6 +199,7 @@ async fn run_async(options: RunOptions) -> Result<()> {
                 }
             }
             Some(done) = loaded.recv() => reloader.finish(done, &mut kernel, &mut pipeline),
+            Some(_url) = feed_updates.recv() => reloader.start("feed updated"),
         }
     }
 

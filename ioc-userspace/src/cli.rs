@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::{
     agent::{self, RunOptions},
     detect::DEFAULT_WATCHED_COMMS,
-    ioc::{load_sources, Filter, Format, IdAllocator, IocSet},
+    ioc::{feed::FeedConfig, load_sources, Filter, Format, IdAllocator, IocSet},
     kernel::MatchOptions,
 };
 
@@ -107,6 +107,31 @@ pub struct RunArgs {
     #[command(flatten)]
     pub indicators: IndicatorArgs,
 
+    /// Remote indicator feed (repeatable), http:// or https://, in any supported format
+    /// (detected from the content). Fetched at start when no cached copy exists, then
+    /// every --feed-interval with conditional requests; a bad or failed fetch keeps the
+    /// last good copy.
+    #[arg(long = "feed", value_name = "URL", value_parser = parse_feed_url)]
+    pub feeds: Vec<String>,
+
+    /// Seconds between feed refreshes.
+    #[arg(long, default_value_t = 3600, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub feed_interval: u64,
+
+    /// Seconds a feed fetch may take in all (connect, request, body).
+    #[arg(long, default_value_t = 30, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub feed_timeout: u64,
+
+    /// Largest feed body accepted, in bytes.
+    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+    pub feed_max_bytes: u64,
+
+    /// Where the last good copy of each feed is kept.
+    #[arg(long, default_value = "/var/lib/iocmon/feeds", value_name = "DIR")]
+    pub feed_cache: PathBuf,
+
     /// Seconds between checks of the indicator files for changes (0: only on SIGHUP).
     /// SIGHUP always reloads indicators and rules.
     #[arg(long, default_value_t = 5, value_name = "SECS")]
@@ -163,6 +188,20 @@ pub struct RunArgs {
     pub stats_interval: u64,
 }
 
+fn parse_feed_url(text: &str) -> Result<String, String> {
+    let https = text.starts_with("https://");
+    if !https && !text.starts_with("http://") {
+        return Err("a feed URL starts with http:// or https://".into());
+    }
+    if https && !cfg!(feature = "https") {
+        return Err("this build has no TLS support (feature `https`)".into());
+    }
+    if text.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("a feed URL has no spaces or control characters".into());
+    }
+    Ok(text.to_string())
+}
+
 fn parse_ringbuf_size(text: &str) -> Result<u32, String> {
     let size: u32 = text.parse().map_err(|_| format!("not a size: {text}"))?;
     if size < 4096 || !size.is_power_of_two() {
@@ -189,6 +228,18 @@ impl RunArgs {
         RunOptions {
             ioc_files: self.iocs,
             ioc_format: self.indicators.format,
+            feeds: self
+                .feeds
+                .iter()
+                .map(|url| FeedConfig {
+                    url: url.clone(),
+                    format: Format::Auto,
+                    interval: Duration::from_secs(self.feed_interval),
+                    timeout: Duration::from_secs(self.feed_timeout),
+                    max_bytes: self.feed_max_bytes,
+                    cache_dir: self.feed_cache.clone(),
+                })
+                .collect(),
             filter: self.indicators.filter(),
             reload_interval: (self.reload_interval > 0)
                 .then(|| Duration::from_secs(self.reload_interval)),

@@ -8,7 +8,10 @@ use std::{os::unix::fs::MetadataExt as _, path::PathBuf, time::SystemTime};
 use anyhow::{Context as _, Result};
 
 use crate::{
-    ioc::{load_sources, Filter, Format, IdAllocator, IocSet, LoadReport, ParsedIndicator},
+    ioc::{
+        feed::FeedConfig, load_named, Filter, Format, IdAllocator, IocSet, LoadReport,
+        ParsedIndicator, Source,
+    },
     kernel::{Kernel, KernelEntries, MatchOptions},
     pipeline::Pipeline,
     rules::RuleSet,
@@ -36,6 +39,9 @@ fn fingerprint(path: &PathBuf) -> Option<Fingerprint> {
 pub struct IndicatorSources {
     pub files: Vec<PathBuf>,
     pub format: Format,
+    /// Remote feeds; their cached copies are read like files (named by URL). A feed
+    /// without a cached copy yet is skipped.
+    pub feeds: Vec<FeedConfig>,
     pub filter: Filter,
     pub match_options: MatchOptions,
 }
@@ -43,7 +49,23 @@ pub struct IndicatorSources {
 impl IndicatorSources {
     /// Reads and filters every file (blocking; call off the event loop for big files).
     pub fn read(&self) -> Result<(Vec<ParsedIndicator>, LoadReport), crate::ioc::LoadError> {
-        load_sources(&self.files, self.format, &self.filter)
+        let files = self.files.iter().map(|path| Source {
+            path: path.clone(),
+            name: path.display().to_string(),
+            format: self.format,
+        });
+        let feeds = self
+            .feeds
+            .iter()
+            .map(|feed| (feed.cache_path(), feed))
+            .filter(|(cache, _)| cache.exists())
+            .map(|(cache, feed)| Source {
+                path: cache,
+                name: feed.url.clone(),
+                format: feed.format,
+            });
+        let sources: Vec<Source> = files.chain(feeds).collect();
+        load_named(&sources, &self.filter)
     }
 }
 

@@ -47,6 +47,15 @@ pub struct LoadReport {
     pub filtered_out: usize,
 }
 
+/// One file to read: where it is, the name records and errors give it (a feed's cached
+/// copy is named by its URL), and its format.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub path: PathBuf,
+    pub name: String,
+    pub format: Format,
+}
+
 /// Reads every file (`format` forced, or detected per file for `Format::Auto`), then
 /// applies `filter`.
 pub fn load_sources(
@@ -54,15 +63,31 @@ pub fn load_sources(
     format: Format,
     filter: &Filter,
 ) -> Result<(Vec<ParsedIndicator>, LoadReport), LoadError> {
+    let sources: Vec<Source> = paths
+        .iter()
+        .map(|path| Source {
+            path: path.clone(),
+            name: path.display().to_string(),
+            format,
+        })
+        .collect();
+    load_named(&sources, filter)
+}
+
+/// [`load_sources`] for named sources.
+pub fn load_named(
+    sources: &[Source],
+    filter: &Filter,
+) -> Result<(Vec<ParsedIndicator>, LoadReport), LoadError> {
     let mut all = Vec::new();
     let mut rejects = Vec::new();
-    for path in paths {
+    for Source { path, name, format } in sources {
         let bytes = std::fs::read(path).map_err(|error| LoadError::Read {
             file: path.clone(),
             error,
         })?;
         let text = String::from_utf8_lossy(&bytes);
-        match read_indicators(&text, &path.display().to_string(), format) {
+        match read_indicators(&text, name, *format) {
             Ok(mut parsed) => all.append(&mut parsed),
             Err(mut bad) => rejects.append(&mut bad),
         }
@@ -76,7 +101,7 @@ pub fn load_sources(
         all.retain(|indicator| filter.keeps(indicator, now));
     }
     let report = LoadReport {
-        files: paths.len(),
+        files: sources.len(),
         read,
         filtered_out: read - all.len(),
     };

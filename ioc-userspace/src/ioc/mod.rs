@@ -1,6 +1,7 @@
 //! Indicators of compromise: the model (in `formats::model`), the readers (`formats`),
 //! filters, and the loaded set whose network entries the kernel maps mirror.
 
+pub mod feed;
 mod filter;
 pub mod formats;
 mod load;
@@ -16,7 +17,7 @@ use ipnet::IpNet;
 
 pub use filter::Filter;
 pub use formats::{Format, IndicatorMeta, IocValue, Location, ParsedIndicator, Reject};
-pub use load::{load_sources, LoadError, LoadReport};
+pub use load::{load_named, load_sources, LoadError, LoadReport, Source};
 pub use plain::parse_value;
 pub use set::{IdAllocator, IocSet, KernelId, Summary};
 
