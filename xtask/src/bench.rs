@@ -119,8 +119,14 @@ fn measure(client: &Path, iterations: u32) -> Result<f64> {
         );
     }
     let result: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    if result["failures"].as_u64() != Some(0) {
-        bail!("connect-bench had failed connects: {result}");
+    // A full accept backlog occasionally refuses a connect on a loaded machine; more
+    // than one in a thousand means the measurement is off.
+    let failures = result["failures"].as_u64().unwrap_or(u64::MAX);
+    if failures > u64::from(iterations / 1000) {
+        bail!("connect-bench had too many failed connects: {result}");
+    }
+    if failures > 0 {
+        eprintln!("xtask: note: {failures} of {iterations} connects failed in this round");
     }
     result["rate"]
         .as_f64()
