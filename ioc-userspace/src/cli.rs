@@ -41,6 +41,20 @@ pub enum Command {
     /// Work with indicator files without touching the kernel.
     #[command(subcommand)]
     Iocs(IocsCommand),
+    /// Run recorded DeviceNetworkEvents JSON lines (iocmon's own output, e.g. captured with
+    /// --show-excluded --all-connections) through exclusion rules and report what each
+    /// rule would suppress: measure false positives before deploying a rule file.
+    Replay {
+        /// JSON lines file; `-` reads standard input.
+        #[arg(value_name = "FILE.jsonl")]
+        file: PathBuf,
+        /// Rules to judge with [default: the embedded default rules].
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        /// Print the report as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,10 +293,35 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             agent::run(args.into_options())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Replay { file, rules, json } => replay(&file, rules.as_deref(), json),
         Command::Iocs(IocsCommand::Check { paths, indicators }) => {
             Ok(check_iocs(&paths, &indicators))
         }
     }
+}
+
+fn replay(file: &std::path::Path, rules: Option<&std::path::Path>, json: bool) -> Result<ExitCode> {
+    use anyhow::Context as _;
+    let rules = match rules {
+        Some(path) => crate::rules::RuleSet::load(path)?,
+        None => crate::rules::RuleSet::builtin()?,
+    };
+    let text = if file == std::path::Path::new("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("reading standard input")?;
+        text
+    } else {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    let report = crate::rules::replay(&rules, text.lines());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render_text());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check_iocs(paths: &[PathBuf], args: &IndicatorArgs) -> ExitCode {
