@@ -10,6 +10,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::{
     clock::BootClock,
     container::ContainerResolver,
+    health::HealthClock,
     ioc::{
         feed::{fetch_and_log, spawn_fetcher, FeedConfig},
         Filter, Format,
@@ -44,6 +45,10 @@ pub struct RunOptions {
     pub queue_capacity: usize,
     pub ringbuf_bytes: u32,
     pub stats_interval: Duration,
+    /// Where records go (`--output`); standard output when empty.
+    pub outputs: Vec<sink::SinkSpec>,
+    /// Seconds between health records (`None`: only the one at exit).
+    pub health_interval: Option<Duration>,
 }
 
 pub fn run(options: RunOptions) -> Result<()> {
@@ -116,19 +121,26 @@ async fn run_async(options: RunOptions) -> Result<()> {
     let cgroup = cgroup2_root(options.cgroup.as_deref())?;
     let mut reader = kernel.take_event_reader()?;
     let clock = BootClock::new().context("reading the boot and wall clocks")?;
-    let stdout = sink::stdout::spawn(options.queue_capacity).context("starting the stdout sink")?;
+    let device_name = device_name(options.device_name.clone());
+    let outputs = if options.outputs.is_empty() {
+        vec!["stdout".parse()?]
+    } else {
+        options.outputs.clone()
+    };
+    let sinks = sink::Sinks::start(&outputs, options.queue_capacity, &device_name)
+        .context("starting the outputs")?;
     let mut pipeline = Pipeline::new(PipelineParts {
         iocs,
         rules,
         processes: ProcessCache::new(CacheLimits::default()),
         containers: ContainerResolver::new(&cgroup),
         clock,
-        device_name: device_name(options.device_name),
+        device_name,
         options: PipelineOptions {
             all_connections: options.all_connections,
             show_excluded: options.show_excluded,
         },
-        sinks: vec![stdout],
+        sinks,
     });
 
     // Handlers go in before readiness is announced, so a stop right after it is clean.
@@ -177,6 +189,10 @@ async fn run_async(options: RunOptions) -> Result<()> {
     let mut file_check =
         tokio::time::interval(options.reload_interval.unwrap_or(Duration::from_secs(3600)));
     file_check.tick().await;
+    let mut health = HealthClock::default();
+    let mut health_tick =
+        tokio::time::interval(options.health_interval.unwrap_or(Duration::from_secs(3600)));
+    health_tick.tick().await;
     let mut batch = Vec::new();
     loop {
         tokio::select! {
@@ -189,6 +205,9 @@ async fn run_async(options: RunOptions) -> Result<()> {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = tick.tick() => drops.check(kernel.stats()?, &pipeline),
+            _ = health_tick.tick(), if options.health_interval.is_some() => {
+                health.emit(&kernel, &pipeline, options.match_options, false);
+            }
             _ = sighup.recv() => {
                 reloader.start("SIGHUP");
                 reloader.reload_rules(&mut pipeline);
@@ -205,16 +224,14 @@ async fn run_async(options: RunOptions) -> Result<()> {
 
     reader.drain(|record| pipeline.handle(record));
     let kernel_stats = kernel.stats()?;
+    health.emit(&kernel, &pipeline, options.match_options, true);
     drop(reader);
     drop(kernel);
     log::info!("detached all programs from {}", cgroup.display());
     let pipeline_stats = pipeline.stats();
     let rule_counts = pipeline.rules().suppression_counts();
     let sinks = pipeline.close();
-    let sink_drops: u64 = sinks
-        .iter()
-        .map(|(_, s)| s.queue_full + s.write_errors)
-        .sum();
+    let sink_drops: u64 = sinks.iter().map(|(_, s)| s.lost()).sum();
     log::info!(
         "stopped: {} kernel events read, {} records written, kernel drops {} \
          (ring buffer full), sink drops {}, undecodable {}, excluded by rules {}",
@@ -248,11 +265,7 @@ impl DropWatch {
             );
             self.ringbuf_full = kernel.ringbuf_full;
         }
-        let sink_drops: u64 = pipeline
-            .sink_stats()
-            .iter()
-            .map(|(_, s)| s.queue_full + s.write_errors)
-            .sum();
+        let sink_drops: u64 = pipeline.sink_stats().iter().map(|(_, s)| s.lost()).sum();
         if sink_drops > self.sink_drops {
             log::warn!(
                 "sinks dropped {} records since the last check ({} in all)",

@@ -200,6 +200,25 @@ pub struct RunArgs {
     /// Seconds between checks of the drop counters (a warning when any grew).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..), value_name = "SECS")]
     pub stats_interval: u64,
+
+    /// Where records go (repeatable; every record goes to every output) [default: stdout].
+    /// `stdout`, `file:DIR` (one file per table, rotated), `syslog+udp://HOST:PORT`,
+    /// `syslog+tcp://HOST:PORT` (spools to disk while the forwarder is down),
+    /// `syslog+unix:///PATH`; options after `?`, joined by `&`: format=json|cef,
+    /// rfc=3164|5424, framing=lf|octet, facility=NAME, max-bytes=SIZE, keep=N, spool=DIR,
+    /// spool-bytes=SIZE, queue=N. Example:
+    /// `syslog+tcp://127.0.0.1:514?format=cef&framing=octet`. See docs/SENTINEL.md.
+    #[arg(long = "output", value_name = "OUTPUT", value_parser = parse_output)]
+    pub outputs: Vec<crate::sink::SinkSpec>,
+
+    /// Seconds between health records (Table "IocmonHealth"); 0: only the one at exit.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub health_interval: u64,
+}
+
+fn parse_output(text: &str) -> Result<crate::sink::SinkSpec, String> {
+    text.parse()
+        .map_err(|err: anyhow::Error| format!("{err:#}"))
 }
 
 fn parse_feed_url(text: &str) -> Result<String, String> {
@@ -269,6 +288,9 @@ impl RunArgs {
             queue_capacity: self.queue_size.max(1),
             ringbuf_bytes: self.ringbuf_size,
             stats_interval: Duration::from_secs(self.stats_interval),
+            outputs: self.outputs,
+            health_interval: (self.health_interval > 0)
+                .then(|| Duration::from_secs(self.health_interval)),
         }
     }
 }

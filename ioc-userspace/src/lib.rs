@@ -16,6 +16,7 @@ pub mod clock;
 pub mod container;
 pub mod detect;
 pub mod event;
+pub mod health;
 pub mod ioc;
 pub mod kernel;
 pub mod pipeline;

@@ -12,7 +12,8 @@ use crate::{
     process::ProcessCache,
     rules::{DetectionClass, RuleSet},
     schema::device_network::{self, join_command_line, Detection, ProcessContext},
-    sink::{QueuedSink, SinkStats},
+    schema::{cef, device_id},
+    sink::{severity, Format, SinkStats, Sinks},
 };
 
 /// How many ancestors a record lists (and the rules see).
@@ -49,8 +50,12 @@ pub struct Pipeline {
     containers: ContainerResolver,
     clock: BootClock,
     device_name: String,
+    /// `DeviceId` of every record.
+    device_id: String,
+    /// `ReportId` of the last record.
+    report_id: u64,
     options: PipelineOptions,
-    sinks: Vec<QueuedSink>,
+    sinks: Sinks,
     stats: PipelineStats,
     line: Vec<u8>,
 }
@@ -64,7 +69,7 @@ pub struct PipelineParts {
     pub clock: BootClock,
     pub device_name: String,
     pub options: PipelineOptions,
-    pub sinks: Vec<QueuedSink>,
+    pub sinks: Sinks,
 }
 
 impl Pipeline {
@@ -76,6 +81,8 @@ impl Pipeline {
             processes: parts.processes,
             containers: parts.containers,
             clock: parts.clock,
+            device_id: device_id::current(&parts.device_name),
+            report_id: 0,
             device_name: parts.device_name,
             options: parts.options,
             sinks: parts.sinks,
@@ -208,7 +215,7 @@ impl Pipeline {
                 .get(id)
                 .or_else(|| self.previous_iocs.as_ref()?.get(id))
         });
-        let row = device_network::build(
+        let mut row = device_network::build(
             event,
             self.clock.unix_ns(event.boot_ns),
             &self.device_name,
@@ -216,15 +223,31 @@ impl Pipeline {
             &detection,
             indicator,
         );
+        self.report_id += 1;
+        row.DeviceId = &self.device_id;
+        row.ReportId = self.report_id;
+        // Serialise once per format some sink takes.
         self.line.clear();
-        if let Err(err) = serde_json::to_writer(&mut self.line, &row) {
-            log::error!("cannot serialise a record: {err}");
-            return;
-        }
-        self.line.push(b'\n');
-        for sink in &self.sinks {
-            sink.send(self.line.clone());
-        }
+        let json = if self.sinks.wants(Format::Json) {
+            if let Err(err) = serde_json::to_writer(&mut self.line, &row) {
+                log::error!("cannot serialise a record: {err}");
+                return;
+            }
+            std::str::from_utf8(&self.line).ok()
+        } else {
+            None
+        };
+        let cef = self
+            .sinks
+            .wants(Format::Cef)
+            .then(|| cef::device_network(&row));
+        let level = if detection.class == crate::detect::CLASS_CONNECTION {
+            severity::NOTICE
+        } else {
+            severity::WARNING
+        };
+        self.sinks
+            .emit(device_network::TABLE, level, json, cef.as_deref());
         self.stats.rows_emitted += 1;
     }
 
@@ -233,17 +256,24 @@ impl Pipeline {
     }
 
     pub fn sink_stats(&self) -> Vec<(String, SinkStats)> {
-        self.sinks
-            .iter()
-            .map(|sink| (sink.name().to_string(), sink.stats()))
-            .collect()
+        self.sinks.stats()
+    }
+
+    /// The outputs, for records that do not come from the kernel (health).
+    pub fn sinks(&self) -> &Sinks {
+        &self.sinks
+    }
+
+    pub fn device_name(&self) -> &str {
+        &self.device_name
+    }
+
+    pub fn device_id(&self) -> &str {
+        &self.device_id
     }
 
     /// Flushes and stops every sink.
     pub fn close(self) -> Vec<(String, SinkStats)> {
-        self.sinks
-            .into_iter()
-            .map(|sink| (sink.name().to_string(), sink.close()))
-            .collect()
+        self.sinks.close()
     }
 }

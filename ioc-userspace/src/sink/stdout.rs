@@ -1,7 +1,12 @@
-//! JSON lines on standard output.
+//! Records on standard output, one per line.
 
-use super::QueuedSink;
+use super::{queued::LineOutput, Format, QueuedSink};
 
-pub fn spawn(capacity: usize) -> std::io::Result<QueuedSink> {
-    QueuedSink::spawn("stdout", capacity, std::io::stdout())
+pub fn spawn(format: Format, capacity: usize) -> std::io::Result<QueuedSink> {
+    QueuedSink::spawn(
+        "stdout",
+        format,
+        capacity,
+        LineOutput::new(std::io::stdout()),
+    )
 }
