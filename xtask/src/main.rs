@@ -72,6 +72,9 @@ enum Task {
         /// Rounds of (without agent, with agent); the median of each is reported.
         #[arg(long, default_value_t = 3)]
         rounds: u32,
+        /// Indicators parsed and loaded into the kernel maps by the load benchmark.
+        #[arg(long, default_value_t = 1_000_000)]
+        load_indicators: u32,
     },
     /// Set up, then boot Debian kernels under QEMU (no network device) and run the kernel
     /// integration tests inside each; prints a pass/fail table per kernel and architecture.
@@ -84,9 +87,11 @@ enum Task {
         /// Upper bound for one VM run, in seconds.
         #[arg(long, default_value_t = 1800)]
         timeout_secs: u64,
-        /// Use software emulation (TCG) even where /dev/kvm is usable.
+        /// Use KVM where /dev/kvm is usable (same-architecture VMs only). The default is
+        /// software emulation (TCG): results must not depend on KVM, and nested KVM on
+        /// these machines fails (QEMU cannot set MSR 0x10a).
         #[arg(long)]
-        no_kvm: bool,
+        kvm: bool,
         /// Write the table into docs/VM-TESTS.md.
         #[arg(long)]
         record: bool,
@@ -107,23 +112,25 @@ fn main() -> ExitCode {
             iterations,
             indicators,
             rounds,
+            load_indicators,
         } => setup::run().and_then(|()| {
             bench::run(&bench::Plan {
                 iterations,
                 indicators,
                 rounds,
+                load_indicators,
             })
         }),
         Task::VmTest {
             kernels,
             timeout_secs,
-            no_kvm,
+            kvm,
             record,
         } => setup::run().and_then(|()| {
             vm::run(&vm::Plan {
                 kernels,
                 timeout: std::time::Duration::from_secs(timeout_secs),
-                no_kvm,
+                kvm,
                 record,
             })
         }),

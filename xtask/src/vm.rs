@@ -78,7 +78,7 @@ const REQUIRED_CONFIG: &[&str] = &[
 pub struct Plan {
     pub kernels: Vec<String>,
     pub timeout: Duration,
-    pub no_kvm: bool,
+    pub kvm: bool,
     pub record: bool,
 }
 
@@ -175,14 +175,14 @@ fn run_kernel(kernel: &Kernel, work: &Path, plan: &Plan) -> Result<VmResult> {
     let dir = work.join(kernel.name);
     std::fs::create_dir_all(&dir)?;
     let vmlinuz = fetch_kernel(kernel, &dir)?;
-    let busybox = fetch_busybox(kernel.deb_arch, work)?;
+    let (busybox, shell) = fetch_tools(kernel.deb_arch, work)?;
     let payload = build_payload(kernel.triple)?;
     let initramfs = dir.join("initramfs.cpio");
-    write_initramfs(&initramfs, &busybox, &payload)?;
+    write_initramfs(&initramfs, &busybox, &shell, &payload)?;
 
     let log = dir.join("serial.log");
     let _ = std::fs::remove_file(&log);
-    let kvm = !plan.no_kvm && kernel.deb_arch == host_deb_arch() && kvm_usable();
+    let kvm = plan.kvm && kernel.deb_arch == host_deb_arch() && kvm_usable();
     let accel = if kvm { "kvm" } else { "tcg" };
     let mut qemu = qemu_command(kernel, &vmlinuz, &initramfs, &log, kvm);
     eprintln!(
@@ -343,8 +343,8 @@ fn record(rendered: &str, plan: &Plan) -> Result<()> {
     for kernel in &plan.kernels {
         let _ = write!(command, " --kernel {kernel}");
     }
-    if plan.no_kvm {
-        command.push_str(" --no-kvm");
+    if plan.kvm {
+        command.push_str(" --kvm");
     }
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let section = format!(
@@ -570,16 +570,32 @@ fn fetch_kernel(kernel: &Kernel, dir: &Path) -> Result<PathBuf> {
     find("vmlinuz-")
 }
 
-fn fetch_busybox(deb_arch: &str, work: &Path) -> Result<PathBuf> {
-    let root = work.join(format!("busybox-{deb_arch}"));
-    let binary = root.join("bin/busybox");
-    if binary.is_file() {
-        return Ok(binary);
+/// Static tools for the VM's userland, from Debian packages of its architecture:
+/// busybox (mount, ip, poweroff...) and mksh built against musl as `/bin/sh`. Busybox
+/// itself cannot be `/bin/sh` here: the tests run the shell through symlinks named
+/// `cron` or `nmap`, and busybox picks its applet by that name.
+fn fetch_tools(deb_arch: &str, work: &Path) -> Result<(PathBuf, PathBuf)> {
+    let root = work.join(format!("tools-{deb_arch}"));
+    let busybox = root.join("bin/busybox");
+    if !busybox.is_file() {
+        ensure_index(deb_arch, work, "busybox-static")?;
+        let deb = download("busybox-static", deb_arch, &work.join("debs"), work)?;
+        extract(&deb, &root, &["./bin/busybox"])?;
     }
-    ensure_index(deb_arch, work, "busybox-static")?;
-    let deb = download("busybox-static", deb_arch, &work.join("debs"), work)?;
-    extract(&deb, &root, &["./bin/busybox"])?;
-    Ok(binary)
+    let find_mksh = || -> Option<PathBuf> {
+        std::fs::read_dir(root.join("usr/lib"))
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("bin/mksh"))
+            .find(|p| p.is_file())
+    };
+    if find_mksh().is_none() {
+        ensure_index(deb_arch, work, "mksh")?;
+        let deb = download("mksh", deb_arch, &work.join("debs"), work)?;
+        extract(&deb, &root, &["./usr/lib/*-linux-musl*/bin/mksh"])?;
+    }
+    let mksh = find_mksh().context("the mksh package has no musl build")?;
+    Ok((busybox, mksh))
 }
 
 /// What goes into the VM besides busybox and /init.
@@ -722,7 +738,7 @@ impl Cpio {
     }
 }
 
-fn write_initramfs(path: &Path, busybox: &Path, payload: &Payload) -> Result<()> {
+fn write_initramfs(path: &Path, busybox: &Path, shell: &Path, payload: &Payload) -> Result<()> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     let mut cpio = Cpio::new();
     for dir in [
@@ -741,6 +757,7 @@ fn write_initramfs(path: &Path, busybox: &Path, payload: &Payload) -> Result<()>
     cpio.entry("dev/console", 0o020600, (5, 1), &[]);
     cpio.file("init", 0o755, INIT.as_bytes());
     cpio.file("bin/busybox", 0o755, &read(busybox)?);
+    cpio.file("bin/sh", 0o755, &read(shell)?);
     cpio.file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n");
     cpio.file("etc/group", 0o644, b"root:x:0:\n");
     cpio.file("etc/hostname", 0o644, b"iocmon-vm\n");
