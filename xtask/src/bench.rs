@@ -18,6 +18,8 @@ pub struct Plan {
     pub iterations: u32,
     pub indicators: u32,
     pub rounds: u32,
+    /// Indicators parsed and loaded by the load benchmark.
+    pub load_indicators: u32,
 }
 
 const START: &str = "<!-- connect-bench:start -->";
@@ -36,6 +38,8 @@ pub fn run(plan: &Plan) -> Result<()> {
         "iocmon-tests",
         "--bin",
         "connect-bench",
+        "--bin",
+        "load-bench",
     ]))?;
     let client = agent.with_file_name("connect-bench");
     let iocs = std::env::temp_dir().join("iocmon-bench-iocs.txt");
@@ -87,7 +91,78 @@ pub fn run(plan: &Plan) -> Result<()> {
         rss = agent_rss_kib,
     );
     println!("{section}");
-    write_section(&workspace_root().join("docs/BENCHMARKS.md"), &section)
+    let doc = workspace_root().join("docs/BENCHMARKS.md");
+    write_section(&doc, START, END, &section)?;
+    load_bench(&agent, plan.load_indicators, &doc)
+}
+
+const LOAD_START: &str = "<!-- load-bench:start -->";
+const LOAD_END: &str = "<!-- load-bench:end -->";
+
+/// Parse-and-load of many indicators into the real kernel maps, and a 1% reload.
+fn load_bench(agent: &Path, count: u32, doc: &PathBuf) -> Result<()> {
+    let bench = agent.with_file_name("load-bench");
+    let output = Command::new(&bench)
+        .arg(count.to_string())
+        .output()
+        .context("running load-bench")?;
+    if !output.status.success() {
+        bail!(
+            "load-bench failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let r: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let f = |key: &str| r[key].as_f64().unwrap_or(f64::NAN);
+    let n = |key: &str| r[key].as_u64().unwrap_or(0);
+    let load_total = f("parse_s") + f("build_s") + f("kernel_load_s") + f("map_fill_s");
+    let reload_total = f("reload_prepare_s") + f("reload_apply_s");
+    let mut maps = String::new();
+    for map in r["maps"].as_array().into_iter().flatten() {
+        maps.push_str(&format!(
+            "| kernel map `{}` | {:.1} MiB |\n",
+            map["name"].as_str().unwrap_or("?"),
+            map["bytes"].as_f64().unwrap_or(0.0) / 1048576.0
+        ));
+    }
+    let section = format!(
+        "{LOAD_START}\n\
+         Measured {date} with `cargo xtask bench` (the `load-bench` step,\n\
+         `target/release/load-bench {count}`): {count} loopback indicators in a plain list\n\
+         (nine in ten `ip:port`, one in ten addresses) parsed, de-duplicated, turned into\n\
+         {entries} kernel entries and written into the real maps; then a 1% difference\n\
+         ({upserted} added or changed, {removed} removed) applied the way a reload does.\n\
+         Baseline: reading the same file and counting its lines.\n\n\
+         | measure | value |\n\
+         |---|---|\n\
+         | baseline: read + count lines | {read:.3} s |\n\
+         | parse (readers, validation) | {parse:.3} s ({parse_ratio:.0}x baseline) |\n\
+         | build set, ids, kernel entries | {build:.3} s |\n\
+         | load programs and maps | {kload:.3} s |\n\
+         | fill the maps | {fill:.3} s |\n\
+         | **full load** | **{load_total:.2} s** |\n\
+         | 1% reload: parse, build, diff | {rprep:.3} s |\n\
+         | 1% reload: apply to kernel maps | {rapply:.3} s |\n\
+         | **1% reload / full load** | **{ratio:.2}** |\n\
+         | peak resident memory (VmHWM) | {rss:.0} MiB |\n\
+         {maps}\n{LOAD_END}",
+        date = today(),
+        entries = n("kernel_entries"),
+        upserted = n("reload_upserted"),
+        removed = n("reload_removed"),
+        read = f("read_s"),
+        parse = f("parse_s"),
+        parse_ratio = f("parse_s") / f("read_s"),
+        build = f("build_s"),
+        kload = f("kernel_load_s"),
+        fill = f("map_fill_s"),
+        rprep = f("reload_prepare_s"),
+        rapply = f("reload_apply_s"),
+        ratio = reload_total / load_total,
+        rss = n("peak_rss_kib") as f64 / 1024.0,
+    );
+    println!("{section}");
+    write_section(doc, LOAD_START, LOAD_END, &section)
 }
 
 /// `count` loopback indicators, none of them 127.0.0.1 (the benchmark's listener): nine
@@ -98,7 +173,7 @@ fn indicator_file(count: u32) -> String {
     for i in 0..count {
         let host = i + 256; // skips 127.0.0.x
         let (b, c, d) = ((host >> 16) & 0xff, (host >> 8) & 0xff, host & 0xff);
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             text.push_str(&format!("127.{b}.{c}.{d}\n"));
         } else {
             text.push_str(&format!("127.{b}.{c}.{d}:{}\n", 1024 + (i % 50_000)));

@@ -270,6 +270,41 @@ impl Kernel {
         })
     }
 
+    /// Entries currently installed in (`IOC_ENDPOINTS`, `IOC_NETS`).
+    pub fn installed_entries(&self) -> (usize, usize) {
+        (self.installed.endpoints.len(), self.installed.nets.len())
+    }
+
+    /// Kernel memory charged to each BPF map this process holds (`memlock` in
+    /// /proc/self/fdinfo), by map name, largest first.
+    pub fn map_memory() -> Vec<(String, u64)> {
+        let Ok(fds) = std::fs::read_dir("/proc/self/fdinfo") else {
+            return Vec::new();
+        };
+        let mut maps: std::collections::BTreeMap<u32, (String, u64)> = Default::default();
+        for entry in fds.filter_map(Result::ok) {
+            let Ok(info) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            let field = |name: &str| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            if let (Some(id), Some(memlock)) = (field("map_id:"), field("memlock:")) {
+                let id = id as u32;
+                let name = aya::maps::MapInfo::from_id(id)
+                    .ok()
+                    .and_then(|i| i.name_as_str().map(str::to_string))
+                    .unwrap_or_else(|| format!("map {id}"));
+                maps.insert(id, (name, memlock));
+            }
+        }
+        let mut list: Vec<(String, u64)> = maps.into_values().collect();
+        list.sort_by_key(|map| std::cmp::Reverse(map.1));
+        list
+    }
+
     fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
         self.ebpf
             .map_mut(name)
