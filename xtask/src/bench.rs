@@ -274,17 +274,20 @@ fn kernel_release() -> String {
 }
 
 /// Replaces the text between the markers (or appends it) in `path`.
-fn write_section(path: &PathBuf, section: &str) -> Result<()> {
+fn write_section(
+    path: &PathBuf,
+    start_marker: &str,
+    end_marker: &str,
+    section: &str,
+) -> Result<()> {
     let current = std::fs::read_to_string(path).unwrap_or_default();
-    let updated = match (current.find(START), current.find(END)) {
-        (Some(start), Some(end)) if end > start => {
-            format!(
-                "{}{}{}",
-                &current[..start],
-                section,
-                &current[end + END.len()..]
-            )
-        }
+    let updated = match (current.find(start_marker), current.find(end_marker)) {
+        (Some(start), Some(end)) if end > start => format!(
+            "{}{}{}",
+            &current[..start],
+            section,
+            &current[end + end_marker.len()..]
+        ),
         _ => format!("{current}\n{section}\n"),
     };
     std::fs::write(path, updated).with_context(|| format!("writing {}", path.display()))
