@@ -45,26 +45,35 @@ pub fn run(plan: &Plan) -> Result<()> {
     let iocs = std::env::temp_dir().join("iocmon-bench-iocs.txt");
     std::fs::write(&iocs, indicator_file(plan.indicators))?;
 
+    let load_before = loadavg();
     let mut without = Vec::new();
     let mut with = Vec::new();
+    let mut cpu_without = Vec::new();
+    let mut cpu_with = Vec::new();
     let mut agent_rss_kib = 0;
     // Warm-up, not recorded: first-run effects (page cache, listener set-up).
     measure(&client, plan.iterations / 10)?;
+    // Rounds alternate, so slow drift in the machine's load hits both sides alike.
     for round in 1..=plan.rounds {
-        let rate = measure(&client, plan.iterations)?;
-        eprintln!("xtask: round {round}: without agent {rate:.0} connects/s");
+        let (rate, cpu) = measure(&client, plan.iterations)?;
+        eprintln!("xtask: round {round}: without agent {rate:.0} connects/s, {cpu:.2} us CPU each");
         without.push(rate);
+        cpu_without.push(cpu);
         let mut running = start_agent(&agent, &iocs)?;
         let rate = measure(&client, plan.iterations);
         agent_rss_kib = agent_rss_kib.max(rss_kib(running.id()).unwrap_or(0));
         stop_agent(&mut running)?;
-        let rate = rate?;
-        eprintln!("xtask: round {round}: with agent    {rate:.0} connects/s");
+        let (rate, cpu) = rate?;
+        eprintln!("xtask: round {round}: with agent    {rate:.0} connects/s, {cpu:.2} us CPU each");
         with.push(rate);
+        cpu_with.push(cpu);
     }
     let base = median(&mut without);
     let attached = median(&mut with);
     let ratio = attached / base;
+    let cpu_base = median(&mut cpu_without);
+    let cpu_attached = median(&mut cpu_with);
+    let load_after = loadavg();
     let binary_kib = std::fs::metadata(&agent)
         .map(|m| m.len() / 1024)
         .unwrap_or(0);
@@ -78,7 +87,11 @@ pub fn run(plan: &Plan) -> Result<()> {
          |---|---|\n\
          | without agent (baseline) | {base:.0} connects/s |\n\
          | with agent attached | {attached:.0} connects/s |\n\
-         | **ratio with / without** | **{ratio:.3}** |\n\
+         | **rate ratio with / without** | **{ratio:.3}** |\n\
+         | CPU per connect+close, without agent | {cpu_base:.2} us |\n\
+         | CPU per connect+close, with agent | {cpu_attached:.2} us |\n\
+         | **CPU ratio with / without** | **{cpu_ratio:.3}** |\n\
+         | load average before / after | {load_before} / {load_after} |\n\
          | agent resident memory (peak seen) | {rss} KiB |\n\
          | agent binary (release) | {binary_kib} KiB |\n\
          \n{END}",
@@ -89,6 +102,7 @@ pub fn run(plan: &Plan) -> Result<()> {
         ind = plan.indicators,
         rounds = plan.rounds,
         rss = agent_rss_kib,
+        cpu_ratio = cpu_attached / cpu_base,
     );
     println!("{section}");
     let doc = workspace_root().join("docs/BENCHMARKS.md");
@@ -182,7 +196,8 @@ fn indicator_file(count: u32) -> String {
     text
 }
 
-fn measure(client: &Path, iterations: u32) -> Result<f64> {
+/// (connects per second of wall time, CPU microseconds per connect).
+fn measure(client: &Path, iterations: u32) -> Result<(f64, f64)> {
     let output = Command::new(client)
         .arg(iterations.to_string())
         .output()
@@ -203,9 +218,11 @@ fn measure(client: &Path, iterations: u32) -> Result<f64> {
     if failures > 0 {
         eprintln!("xtask: note: {failures} of {iterations} connects failed in this round");
     }
-    result["rate"]
+    let rate = result["rate"]
         .as_f64()
-        .ok_or_else(|| anyhow!("no rate in {result}"))
+        .ok_or_else(|| anyhow!("no rate in {result}"))?;
+    let cpu = result["cpu_seconds"].as_f64().unwrap_or(f64::NAN);
+    Ok((rate, cpu * 1e6 / f64::from(iterations)))
 }
 
 fn start_agent(agent: &Path, iocs: &Path) -> Result<Child> {
@@ -252,6 +269,14 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// The 1-minute load average: other work on the machine skews wall-time rates.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn median(values: &mut [f64]) -> f64 {
