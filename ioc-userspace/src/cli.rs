@@ -37,7 +37,7 @@ pub struct Cli {
 pub enum Command {
     /// Load indicators, attach to the cgroup v2 root and write records to stdout until
     /// SIGINT or SIGTERM.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Work with indicator files without touching the kernel.
     #[command(subcommand)]
     Iocs(IocsCommand),

@@ -309,6 +309,268 @@ pub fn from_pid(record: &Value, pid: u32) -> bool {
     record["InitiatingProcessId"].as_u64() == Some(u64::from(pid))
 }
 
+// ---- Helpers for the sink tests (records, CEF, syslog, rsyslog) ----
+
+/// A symlink to `target` whose name is any bytes but `/` and NUL (invalid UTF-8 too).
+pub fn named_program_os(target: &str, name: &std::ffi::OsStr) -> PathBuf {
+    let dir = scratch_dir("bin-os");
+    let link = dir.join(name);
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(target, &link).expect("symlinking a test program");
+    link
+}
+
+/// Seven header fields and the extension's (key, value) pairs.
+pub type CefRecord = (Vec<String>, Vec<(String, String)>);
+
+/// A CEF line split into its seven unescaped header fields and its extension pairs,
+/// unescaped. Written independently of the agent's own code. `None` when malformed.
+pub fn parse_cef(line: &str) -> Option<CefRecord> {
+    let rest = line.strip_prefix("CEF:")?;
+    let mut header = Vec::new();
+    let mut field = String::new();
+    let mut chars = rest.char_indices();
+    let mut extension_start = None;
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => field.push(chars.next()?.1),
+            '|' => {
+                header.push(std::mem::take(&mut field));
+                if header.len() == 7 {
+                    extension_start = Some(i + 1);
+                    break;
+                }
+            }
+            c => field.push(c),
+        }
+    }
+    let extension = &rest[extension_start?..];
+    if extension.contains('\n') || extension.contains('\r') {
+        return None;
+    }
+    // Tokens: a key is [A-Za-z0-9_]+ right after the start or a space, followed by an
+    // unescaped '='. Everything up to the next key (minus its space) is the value.
+    let bytes = extension.as_bytes();
+    let mut keys = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if i == 0 || bytes[i - 1] == b' ' {
+            let mut j = i;
+            while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
+                j += 1;
+            }
+            let escaped = bytes[i..j].is_empty() || (j > 0 && bytes[j - 1] == b'\\');
+            if j < bytes.len() && bytes[j] == b'=' && !escaped {
+                keys.push((i, j));
+                i = j + 1;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    let mut pairs = Vec::new();
+    for (n, &(start, eq)) in keys.iter().enumerate() {
+        let end = keys.get(n + 1).map_or(bytes.len(), |&(next, _)| next - 1);
+        let raw = &extension[eq + 1..end];
+        let mut value = String::new();
+        let mut it = raw.chars();
+        while let Some(c) = it.next() {
+            if c == '\\' {
+                match it.next()? {
+                    'n' => value.push('\n'),
+                    'r' => value.push('\r'),
+                    '\\' => value.push('\\'),
+                    '=' => value.push('='),
+                    _ => return None, // no other escape is valid
+                }
+            } else if c == '=' {
+                return None; // an unescaped '=' inside a value
+            } else {
+                value.push(c);
+            }
+        }
+        pairs.push((extension[start..eq].to_string(), value));
+    }
+    Some((header, pairs))
+}
+
+/// The value of `key` in parsed CEF pairs.
+pub fn cef_value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Syslog messages from a stream: LF-terminated, or octet-counted (`LEN SP MSG`).
+/// `None` when the bytes do not frame cleanly.
+pub fn syslog_frames(bytes: &[u8], octet: bool) -> Option<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        if octet {
+            let space = rest.iter().position(|&b| b == b' ')?;
+            let len: usize = std::str::from_utf8(&rest[..space]).ok()?.parse().ok()?;
+            let body = rest.get(space + 1..space + 1 + len)?;
+            out.push(body.to_vec());
+            rest = &rest[space + 1 + len..];
+        } else {
+            let end = rest.iter().position(|&b| b == b'\n')?;
+            out.push(rest[..end].to_vec());
+            rest = &rest[end + 1..];
+        }
+    }
+    Some(out)
+}
+
+/// The message after an RFC 3164 header `<PRI>Mmm dd hh:mm:ss HOST ` (and the
+/// `iocmon[PID]: ` tag for JSON), or after an RFC 5424 header's structured data `- `.
+pub fn syslog_body(message: &str) -> Option<&str> {
+    let after_pri = message.strip_prefix('<')?.split_once('>')?.1;
+    if let Some(rest) = after_pri.strip_prefix("1 ") {
+        // VERSION TIMESTAMP HOST APP PROCID MSGID SD MSG
+        let mut parts = rest.splitn(6, ' ');
+        for _ in 0..5 {
+            parts.next()?;
+        }
+        return parts.next()?.strip_prefix("- ");
+    }
+    // Mmm dd hh:mm:ss: 15 characters, then a space, HOST and a space.
+    let rest = after_pri.get(16..)?;
+    let body = rest.split_once(' ')?.1;
+    Some(match body.split_once("]: ") {
+        Some((tag, json)) if tag.starts_with("iocmon[") => json,
+        _ => body,
+    })
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding a loopback port")
+        .port()
+}
+
+/// An rsyslogd of the test's own: its own config, port, work directory, pid file and
+/// output file, in the foreground (`-n`); never the system's configuration.
+pub struct Rsyslog {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub port: u16,
+    pub output: PathBuf,
+    config: PathBuf,
+}
+
+impl Rsyslog {
+    /// Installs rsyslog when missing (apt-get) and starts it on 127.0.0.1:`port`.
+    pub fn start(test: &str, port: u16) -> Rsyslog {
+        require_root();
+        ensure_rsyslog_installed();
+        let dir = scratch_dir(&format!("rsyslog-{test}"));
+        let output = dir.join("received.log");
+        let config = dir.join("rsyslog.conf");
+        let work = dir.join("work");
+        std::fs::create_dir_all(&work).expect("rsyslog work dir");
+        std::fs::write(
+            &config,
+            format!(
+                "global(workDirectory=\"{work}\" maxMessageSize=\"64k\")\n\
+                 module(load=\"imtcp\")\n\
+                 template(name=\"raw\" type=\"string\" string=\"%hostname% %rawmsg%\\n\")\n\
+                 input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"capture\")\n\
+                 ruleset(name=\"capture\") {{\n\
+                   action(type=\"omfile\" file=\"{out}\" template=\"raw\")\n\
+                 }}\n",
+                work = work.display(),
+                out = output.display(),
+            ),
+        )
+        .expect("writing rsyslog.conf");
+        let mut rsyslog = Rsyslog {
+            child: None,
+            dir,
+            port,
+            output,
+            config,
+        };
+        rsyslog.restart();
+        rsyslog
+    }
+
+    /// Starts rsyslogd (again) and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "rsyslog already running");
+        let child = Command::new("rsyslogd")
+            .arg("-n")
+            .arg("-f")
+            .arg(&self.config)
+            .arg("-i")
+            .arg(self.dir.join("rsyslogd.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting rsyslogd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "rsyslogd did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops rsyslogd (SIGTERM) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+
+    /// The received lines (`HOST RAWMSG`).
+    pub fn lines(&self) -> Vec<String> {
+        std::fs::read(&self.output)
+            .map(|bytes| {
+                String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `apt-get install -y rsyslog` when rsyslogd is not on the PATH.
+pub fn ensure_rsyslog_installed() {
+    let found = Command::new("rsyslogd")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return;
+    }
+    let _ = Command::new("apt-get")
+        .args(["update", "-q"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status();
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "-q", "rsyslog"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .expect("running apt-get");
+    assert!(status.success(), "apt-get install rsyslog failed: {status}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,30 @@ pub fn run() -> Result<()> {
     ensure_rust_src()?;
     ensure_bpf_linker()?;
     ensure_mounts()?;
+    ensure_rsyslog()?;
     Ok(())
+}
+
+/// The sink tests start their own rsyslogd (own config, loopback port) as a real CEF
+/// forwarder; only the package is needed, never the system's configuration or service.
+fn ensure_rsyslog() -> Result<()> {
+    if output_of("rsyslogd", &["-v"]).is_some() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("rsyslog is missing and installing it needs root: apt-get install rsyslog");
+    }
+    eprintln!("xtask: installing rsyslog (apt)");
+    status(
+        Command::new("apt-get")
+            .args(["update", "-q"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "rsyslog"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 fn is_root() -> bool {

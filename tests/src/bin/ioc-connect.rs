@@ -84,7 +84,8 @@ fn netcat_main(args: &[String]) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let mut argv = std::env::args();
+    // Lossy, so a test can give it arguments (and a name) that are not UTF-8.
+    let mut argv = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
     let program = argv.next().unwrap_or_default();
     let args: Vec<String> = argv.collect();
     let name = program.rsplit('/').next().unwrap_or_default();
