@@ -3,7 +3,14 @@
 //! every target listed here is little-endian, so it is the same `bpfel` object).
 //!
 //! The linker is rust-lld, shipped with the Rust toolchain, linking musl's self-contained
-//! C runtime from the target's rust-std component: no C cross compiler is needed.
+//! C runtime from the target's rust-std component. Debian's C cross compiler only
+//! compiles the C parts of dependencies (ring, under rustls).
+//!
+//! Where rustup cannot provide a target's standard library (the mirror these machines
+//! use has no rust-std for armv7-unknown-linux-musleabihf: HTTP 404), the standard
+//! library is built from source with nightly `-Z build-std`, and the musl C runtime comes
+//! from Debian's `musl-dev` package of that architecture (plus libgcc from the cross
+//! compiler, whose unwinder stands in for libunwind).
 
 use std::{
     path::{Path, PathBuf},
@@ -24,6 +31,9 @@ pub struct Target {
     /// (objects only; the final link is rust-lld against musl).
     pub cc_package: &'static str,
     pub cc_prefix: &'static str,
+    /// Debian architecture and multiarch directory of musl-dev, for building the
+    /// standard library from source when rustup has none.
+    pub musl_fallback: Option<(&'static str, &'static str)>,
 }
 
 pub const TARGETS: &[Target] = &[
@@ -31,16 +41,19 @@ pub const TARGETS: &[Target] = &[
         triple: "x86_64-unknown-linux-musl",
         cc_package: "gcc",
         cc_prefix: "",
+        musl_fallback: None,
     },
     Target {
         triple: "aarch64-unknown-linux-musl",
         cc_package: "gcc-aarch64-linux-gnu",
         cc_prefix: "aarch64-linux-gnu-",
+        musl_fallback: Some(("arm64", "aarch64-linux-musl")),
     },
     Target {
         triple: "armv7-unknown-linux-musleabihf",
         cc_package: "gcc-arm-linux-gnueabihf",
         cc_prefix: "arm-linux-gnueabihf-",
+        musl_fallback: Some(("armhf", "arm-linux-musleabihf")),
     },
 ];
 
@@ -117,30 +130,138 @@ pub fn ensure_packages(packages: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// How the standard library for a target is had.
+pub enum Toolchain {
+    /// rustup's rust-std component (the stable toolchain).
+    Rustup,
+    /// Built from source by nightly `-Z build-std`, linked against the musl C runtime in
+    /// this directory.
+    BuildStd(PathBuf),
+}
+
 /// Everything a build for `target` needs on this machine: the Rust standard library and a
 /// C compiler for the C parts of dependencies.
-pub fn ensure_toolchain(target: &Target) -> Result<()> {
-    ensure_target(target.triple)?;
-    ensure_packages(&[target.cc_package])
+pub fn ensure_toolchain(target: &Target) -> Result<Toolchain> {
+    ensure_packages(&[target.cc_package])?;
+    let err = match ensure_target(target.triple) {
+        Ok(()) => return Ok(Toolchain::Rustup),
+        Err(err) => err,
+    };
+    let Some((deb_arch, multiarch)) = target.musl_fallback else {
+        return Err(err);
+    };
+    eprintln!(
+        "xtask: rustup has no standard library for {} here ({err:#}); building it from \
+         source (nightly -Z build-std) against Debian's musl-dev:{deb_arch}",
+        target.triple
+    );
+    musl_crt(target, deb_arch, multiarch).map(Toolchain::BuildStd)
+}
+
+/// A directory with what rustc's self-contained musl linking would take from rust-std:
+/// musl's `rcrt1.o crti.o crtn.o libc.a` (Debian's musl-dev), the compiler's
+/// `crtbeginS.o crtendS.o libgcc.a`, and `libgcc_eh.a` as `libunwind.a`.
+fn musl_crt(target: &Target, deb_arch: &str, multiarch: &str) -> Result<PathBuf> {
+    let dir = target_dir().join(format!("{}-crt", target.triple));
+    let names = [
+        "rcrt1.o",
+        "crti.o",
+        "crtn.o",
+        "libc.a",
+        "crtbeginS.o",
+        "crtendS.o",
+        "libgcc.a",
+        "libunwind.a",
+    ];
+    if names.iter().all(|n| dir.join(n).is_file()) {
+        return Ok(dir);
+    }
+    let work = target_dir().join("vm");
+    crate::vm::ensure_index(deb_arch, &work, "musl-dev")?;
+    let deb = crate::vm::download("musl-dev", deb_arch, &work.join("debs"), &work)?;
+    let root = work.join(format!("musl-dev-{deb_arch}"));
+    crate::vm::extract(&deb, &root, &[&format!("./usr/lib/{multiarch}/*")])?;
+    let musl = root.join("usr/lib").join(multiarch);
+    let gcc_triple = target.cc_prefix.trim_end_matches('-');
+    let gcc = std::fs::read_dir(format!("/usr/lib/gcc-cross/{gcc_triple}"))
+        .with_context(|| {
+            format!(
+                "{} has no /usr/lib/gcc-cross/{gcc_triple}",
+                target.cc_package
+            )
+        })?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.join("libgcc_eh.a").is_file())
+        .with_context(|| format!("no libgcc_eh.a under /usr/lib/gcc-cross/{gcc_triple}"))?;
+    std::fs::create_dir_all(&dir)?;
+    for (from, to) in [
+        (musl.join("rcrt1.o"), "rcrt1.o"),
+        (musl.join("crti.o"), "crti.o"),
+        (musl.join("crtn.o"), "crtn.o"),
+        (musl.join("libc.a"), "libc.a"),
+        (gcc.join("crtbeginS.o"), "crtbeginS.o"),
+        (gcc.join("crtendS.o"), "crtendS.o"),
+        (gcc.join("libgcc.a"), "libgcc.a"),
+        (gcc.join("libgcc_eh.a"), "libunwind.a"),
+    ] {
+        std::fs::copy(&from, dir.join(to))
+            .with_context(|| format!("copying {}", from.display()))?;
+    }
+    Ok(dir)
+}
+
+/// `cargo SUBCOMMAND` for `target`: the workspace's cargo, or nightly's with
+/// `-Z build-std` when the standard library is built from source.
+pub fn cargo_for(subcommand: &str, toolchain: &Toolchain) -> Command {
+    match toolchain {
+        Toolchain::Rustup => {
+            let mut command = cargo();
+            command.arg(subcommand);
+            command
+        }
+        Toolchain::BuildStd(_) => {
+            let mut command = Command::new("rustup");
+            command
+                .args(["run", "nightly", "cargo", subcommand])
+                .args(["-Z", "build-std=std,panic_abort"])
+                .current_dir(crate::workspace_root());
+            command
+        }
+    }
 }
 
 /// Points cargo at rust-lld (the link) and the Debian C compiler (C parts) for `target`.
-pub fn configure(command: &mut Command, target: &Target) {
+pub fn configure(command: &mut Command, target: &Target, toolchain: &Toolchain) {
     let upper = target.triple.to_uppercase().replace('-', "_");
     let lower = target.triple.replace('-', "_");
     command
         .env(format!("CARGO_TARGET_{upper}_LINKER"), "rust-lld")
         .env(format!("CC_{lower}"), format!("{}gcc", target.cc_prefix))
         .env(format!("AR_{lower}"), format!("{}ar", target.cc_prefix));
+    if let Toolchain::BuildStd(crt) = toolchain {
+        // Static PIE, as rustc links musl targets by default: rcrt1.o and the S objects.
+        let crt = crt.display();
+        let flags = [
+            "-Clink-self-contained=no".to_owned(),
+            format!("-Lnative={crt}"),
+            format!("-Zpre-link-arg={crt}/rcrt1.o"),
+            format!("-Zpre-link-arg={crt}/crti.o"),
+            format!("-Zpre-link-arg={crt}/crtbeginS.o"),
+            format!("-Clink-arg={crt}/crtendS.o"),
+            format!("-Clink-arg={crt}/crtn.o"),
+            "-Clink-arg=-lgcc".to_owned(),
+        ];
+        command.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
+    }
 }
 
 /// Builds `iocmon` for `triple` and returns the binary's path.
 pub fn build_agent(triple: &str, release: bool) -> Result<PathBuf> {
     let target = target(triple)?;
-    ensure_toolchain(target)?;
-    let mut build = cargo();
+    let toolchain = ensure_toolchain(target)?;
+    let mut build = cargo_for("build", &toolchain);
     build.args([
-        "build",
         "--package",
         "ioc-userspace",
         "--bin",
@@ -151,7 +272,7 @@ pub fn build_agent(triple: &str, release: bool) -> Result<PathBuf> {
     if release {
         build.arg("--release");
     }
-    configure(&mut build, target);
+    configure(&mut build, target, &toolchain);
     status(&mut build)?;
     let binary = target_dir()
         .join(triple)

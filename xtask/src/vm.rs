@@ -21,7 +21,7 @@ use std::{
 use anyhow::{anyhow, bail, Context as _, Result};
 use serde_json::Value;
 
-use crate::{cargo, cross, status, target_dir, workspace_root};
+use crate::{cross, status, target_dir, workspace_root};
 
 const INIT: &str = include_str!("../vm/init.sh");
 const DOC: &str = "docs/VM-TESTS.md";
@@ -444,7 +444,7 @@ fn apt_options(deb_arch: &str, work: &Path) -> Vec<String> {
     ]
 }
 
-fn ensure_index(deb_arch: &str, work: &Path, probe: &str) -> Result<()> {
+pub fn ensure_index(deb_arch: &str, work: &Path, probe: &str) -> Result<()> {
     let options = apt_options(deb_arch, work);
     if !options.is_empty() {
         let state = work.join(format!("apt-{deb_arch}"));
@@ -488,7 +488,7 @@ fn resolve(meta: &str, deb_arch: &str, work: &Path) -> Result<String> {
 }
 
 /// `apt-get download package:arch` into `dir` unless a .deb of it is already there.
-fn download(package: &str, deb_arch: &str, dir: &Path, work: &Path) -> Result<PathBuf> {
+pub fn download(package: &str, deb_arch: &str, dir: &Path, work: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let find = || -> Option<PathBuf> {
         std::fs::read_dir(dir)
@@ -515,7 +515,7 @@ fn download(package: &str, deb_arch: &str, dir: &Path, work: &Path) -> Result<Pa
 }
 
 /// Extracts `members` (tar wildcards) of a .deb's file system into `into`.
-fn extract(deb: &Path, into: &Path, members: &[&str]) -> Result<()> {
+pub fn extract(deb: &Path, into: &Path, members: &[&str]) -> Result<()> {
     std::fs::create_dir_all(into)?;
     let mut dpkg = Command::new("dpkg-deb")
         .arg("--fsys-tarfile")
@@ -610,10 +610,10 @@ struct Payload {
 fn build_payload(triple: &str) -> Result<Payload> {
     let target = cross::target(triple)?;
     let agent = cross::build_agent(triple, true)?;
-    let mut build = cargo();
+    let toolchain = cross::ensure_toolchain(target)?;
+    let mut build = cross::cargo_for("test", &toolchain);
     build
         .args([
-            "test",
             "--no-run",
             "--package",
             "iocmon-tests",
@@ -624,7 +624,7 @@ fn build_payload(triple: &str) -> Result<Payload> {
         // Smaller executables for the initramfs.
         .env("CARGO_PROFILE_DEV_DEBUG", "0")
         .stdout(Stdio::piped());
-    cross::configure(&mut build, target);
+    cross::configure(&mut build, target, &toolchain);
     let out = build.output()?;
     if !out.status.success() {
         bail!("building the integration tests for {triple} failed");
