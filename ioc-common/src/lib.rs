@@ -43,6 +43,8 @@ pub const PROG_SENDMSG4: &str = "ioc_sendmsg4";
 pub const PROG_SENDMSG6: &str = "ioc_sendmsg6";
 pub const PROG_EXEC: &str = "ioc_exec";
 pub const PROG_EXIT: &str = "ioc_exit";
+pub const PROG_DNS_EGRESS: &str = "ioc_dns_egress";
+pub const PROG_DNS_INGRESS: &str = "ioc_dns_ingress";
 
 // ---------------------------------------------------------------------------------------
 // Indicator maps
@@ -78,6 +80,9 @@ pub struct IocValue {
     pub flags: u32,
 }
 
+/// This `IOC_NETS` entry is an address a domain indicator resolved to (it expires with
+/// the answer's TTL).
+pub const IOC_FLAG_RESOLVED: u32 = 1 << 2;
 /// Refuse the connection when enforcement is on (`SETTING_ENFORCE`).
 pub const IOC_FLAG_BLOCK: u32 = 1 << 0;
 /// This `IOC_NETS` entry is the address of an `ip:port` indicator, a weaker match than
@@ -153,6 +158,7 @@ pub mod stat {
 pub const EVENT_CONNECT: u32 = 1;
 pub const EVENT_EXEC: u32 = 2;
 pub const EVENT_EXIT: u32 = 3;
+pub const EVENT_DNS: u32 = 4;
 
 /// Which hook saw the connection.
 pub const HOOK_CONNECT4: u8 = 1;
@@ -168,6 +174,8 @@ pub const MATCH_ENDPOINT: u8 = 1;
 pub const MATCH_ADDRESS: u8 = 2;
 /// The address of an `ip:port` indicator, on another port.
 pub const MATCH_ENDPOINT_ADDRESS: u8 = 3;
+/// An address a domain indicator resolved to.
+pub const MATCH_RESOLVED: u8 = 4;
 
 pub const VERDICT_ALLOWED: u8 = 0;
 pub const VERDICT_BLOCKED: u8 = 1;
@@ -286,6 +294,48 @@ pub struct ExitEvent {
     pub boot_ns: u64,
 }
 
+// ---------------------------------------------------------------------------------------
+// DNS
+// ---------------------------------------------------------------------------------------
+
+/// Bytes of a DNS message copied to the agent (a power of two: the verifier bounds the
+/// copy with a mask). Longer messages are cut and flagged.
+pub const DNS_PAYLOAD_LEN: usize = 1024;
+pub const DNS_EGRESS: u8 = 1;
+pub const DNS_INGRESS: u8 = 2;
+
+/// A DNS message on port 53 (`cgroup_skb` egress: queries; ingress: answers).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DnsEvent {
+    /// `EVENT_DNS`.
+    pub kind: u32,
+    /// Bytes of `payload` holding the DNS message (TCP's length prefix removed).
+    pub payload_len: u32,
+    pub boot_ns: u64,
+    pub cgroup_id: u64,
+    /// The sending task for egress; 0 for ingress (softirq context).
+    pub pid: u32,
+    pub tgid: u32,
+    /// Owner of the socket.
+    pub uid: u32,
+    pub _pad: u32,
+    /// `DNS_EGRESS` or `DNS_INGRESS`.
+    pub direction: u8,
+    /// 6 TCP, 17 UDP.
+    pub protocol: u8,
+    /// The message was longer than `DNS_PAYLOAD_LEN`.
+    pub truncated: u8,
+    pub _pad2: u8,
+    /// Host byte order.
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    pub comm: [u8; COMM_LEN],
+    pub payload: [u8; DNS_PAYLOAD_LEN],
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain-old-data with explicit padding; every bit pattern is valid.
@@ -310,6 +360,8 @@ mod tests {
         // 4+4+8+8+8 + 6*4 + 1+7 + 16 + 256 + 4096
         assert_eq!(core::mem::size_of::<ExecEvent>(), 4432);
         assert_eq!(core::mem::size_of::<ExitEvent>(), 16);
+        // 4+4+8+8 + 4*4 + 4 + 2+2 + 16+16+16 + 1024
+        assert_eq!(core::mem::size_of::<DnsEvent>(), 1120);
         assert!((ARGS_CAPACITY + 1).is_power_of_two());
     }
 

@@ -2,6 +2,7 @@
 #![no_std]
 #![no_main]
 
+mod dns;
 mod maps;
 mod process;
 mod sock_addr;

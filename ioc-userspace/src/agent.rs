@@ -38,6 +38,10 @@ pub struct RunOptions {
     pub rules_file: Option<PathBuf>,
     pub all_connections: bool,
     pub show_excluded: bool,
+    /// A DnsEvents row for every answered query, not only indicator hits.
+    pub all_dns: bool,
+    /// Cap on how long a resolved address of a domain indicator stays an indicator.
+    pub resolved_ttl_max: Duration,
     pub match_options: MatchOptions,
     pub cgroup: Option<PathBuf>,
     pub device_name: Option<String>,
@@ -139,6 +143,8 @@ async fn run_async(options: RunOptions) -> Result<()> {
         options: PipelineOptions {
             all_connections: options.all_connections,
             show_excluded: options.show_excluded,
+            all_dns: options.all_dns,
+            resolved_ttl_max: options.resolved_ttl_max,
         },
         sinks,
     });
@@ -194,6 +200,8 @@ async fn run_async(options: RunOptions) -> Result<()> {
         tokio::time::interval(options.health_interval.unwrap_or(Duration::from_secs(3600)));
     health_tick.tick().await;
     let mut batch = Vec::new();
+    // Resolved addresses expire with their TTL, checked every second.
+    let mut expiry = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             read = reader.read_batch(&mut batch) => {
@@ -201,6 +209,13 @@ async fn run_async(options: RunOptions) -> Result<()> {
                 for record in batch.drain(..) {
                     pipeline.handle(&record);
                 }
+                track_resolved(&mut kernel, &mut pipeline);
+            }
+            _ = expiry.tick() => {
+                if let Err(err) = kernel.expire_resolved() {
+                    log::warn!("expiring resolved addresses: {err:#}");
+                }
+                pipeline.expire_queries();
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
@@ -246,6 +261,26 @@ async fn run_async(options: RunOptions) -> Result<()> {
         log::info!("rule {:?} excluded {} events", count.rule, count.excluded);
     }
     Ok(())
+}
+
+/// Puts the addresses that domain indicators just resolved to into the kernel maps, so
+/// the next connection to them is a hit.
+fn track_resolved(kernel: &mut Kernel, pipeline: &mut Pipeline) {
+    for resolved in pipeline.take_resolved() {
+        let value = ioc_common::IocValue {
+            id: resolved.indicator,
+            flags: ioc_common::IOC_FLAG_RESOLVED,
+        };
+        match kernel.add_resolved(resolved.addr, value, resolved.ttl) {
+            Ok(true) => log::info!(
+                "tracking {} (resolved from a domain indicator) for {} s",
+                resolved.addr,
+                resolved.ttl.as_secs()
+            ),
+            Ok(false) => {}
+            Err(err) => log::warn!("cannot track {}: {err:#}", resolved.addr),
+        }
+    }
 }
 
 /// Warns whenever a drop counter grows, so a loss is never silent between health records.

@@ -165,6 +165,17 @@ pub struct RunArgs {
     #[arg(long)]
     pub show_excluded: bool,
 
+    /// Write a DnsEvents row for every answered DNS query, not only for names that
+    /// match a domain indicator.
+    #[arg(long)]
+    pub all_dns: bool,
+
+    /// Longest time (seconds) an address that a domain indicator resolved to stays an
+    /// indicator; the answer's TTL applies when shorter.
+    #[arg(long, default_value_t = 3600, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub resolved_ttl_max: u64,
+
     /// Match ip:port indicators on their exact port only. By default they also match
     /// their address on any port, reported with MatchKind "endpoint-address".
     #[arg(long)]
@@ -279,6 +290,8 @@ impl RunArgs {
             rules_file: self.rules,
             all_connections: self.all_connections,
             show_excluded: self.show_excluded,
+            all_dns: self.all_dns,
+            resolved_ttl_max: Duration::from_secs(self.resolved_ttl_max),
             match_options: MatchOptions {
                 endpoint_address_match: !self.strict_ports,
             },

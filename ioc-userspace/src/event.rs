@@ -7,9 +7,9 @@ use std::{
 };
 
 use ioc_common::{
-    ConnectEvent, ExecEvent, ExitEvent, EVENT_CONNECT, EVENT_EXEC, EVENT_EXIT, HOOK_CONNECT4,
-    HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, MATCH_ADDRESS, MATCH_ENDPOINT,
-    MATCH_ENDPOINT_ADDRESS, REASON_WATCHED, VERDICT_BLOCKED,
+    ConnectEvent, DnsEvent, ExecEvent, ExitEvent, DNS_EGRESS, EVENT_CONNECT, EVENT_DNS, EVENT_EXEC,
+    EVENT_EXIT, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, MATCH_ADDRESS,
+    MATCH_ENDPOINT, MATCH_ENDPOINT_ADDRESS, MATCH_RESOLVED, REASON_WATCHED, VERDICT_BLOCKED,
 };
 
 use crate::text::from_nul_padded;
@@ -60,6 +60,8 @@ pub enum MatchKind {
     Address,
     /// The address of an `ip:port` indicator, on another port (weaker).
     EndpointAddress,
+    /// An address a domain indicator resolved to (until the answer's TTL passes).
+    Resolved,
 }
 
 impl MatchKind {
@@ -68,6 +70,7 @@ impl MatchKind {
             Self::Endpoint => "endpoint",
             Self::Address => "address",
             Self::EndpointAddress => "endpoint-address",
+            Self::Resolved => "resolved-address",
         }
     }
 }
@@ -119,9 +122,28 @@ pub struct ExecRecord {
     pub args_truncated: bool,
 }
 
+/// A DNS message on port 53, as the kernel copied it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsRecord {
+    pub boot_ns: u64,
+    /// A query leaving (with its process) rather than an answer arriving.
+    pub egress: bool,
+    pub tcp: bool,
+    pub tgid: u32,
+    pub uid: u32,
+    pub cgroup_id: u64,
+    pub comm: String,
+    pub source: SocketAddr,
+    pub destination: SocketAddr,
+    pub payload: Vec<u8>,
+    /// The message was longer than the kernel copies.
+    pub truncated: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     Connection(ConnectionEvent),
+    Dns(DnsRecord),
     Exec(ExecRecord),
     Exit { tgid: u32, boot_ns: u64 },
 }
@@ -161,6 +183,23 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
     match u32::from_ne_bytes(kind_bytes) {
         EVENT_CONNECT => decode_connect(record).map(Event::Connection),
         EVENT_EXEC => decode_exec(record).map(Event::Exec),
+        EVENT_DNS => {
+            let raw: DnsEvent = read_record(record, EVENT_DNS)?;
+            let len = (raw.payload_len as usize).min(raw.payload.len());
+            Ok(Event::Dns(DnsRecord {
+                boot_ns: raw.boot_ns,
+                egress: raw.direction == DNS_EGRESS,
+                tcp: raw.protocol == 6,
+                tgid: raw.tgid,
+                uid: raw.uid,
+                cgroup_id: raw.cgroup_id,
+                comm: from_nul_padded(&raw.comm),
+                source: SocketAddr::new(canonical_ip(raw.src_addr), raw.src_port),
+                destination: SocketAddr::new(canonical_ip(raw.dst_addr), raw.dst_port),
+                payload: raw.payload[..len].to_vec(),
+                truncated: raw.truncated != 0,
+            }))
+        }
         EVENT_EXIT => {
             let raw: ExitEvent = read_record(record, EVENT_EXIT)?;
             Ok(Event::Exit {
@@ -229,6 +268,7 @@ fn decode_connect(record: &[u8]) -> Result<ConnectionEvent, DecodeError> {
         MATCH_ENDPOINT => Some((MatchKind::Endpoint, raw.ioc_id)),
         MATCH_ADDRESS => Some((MatchKind::Address, raw.ioc_id)),
         MATCH_ENDPOINT_ADDRESS => Some((MatchKind::EndpointAddress, raw.ioc_id)),
+        MATCH_RESOLVED => Some((MatchKind::Resolved, raw.ioc_id)),
         other => return Err(DecodeError::BadField("match kind", other.into())),
     };
     let local_ip = canonical_ip(raw.src_addr);

@@ -316,6 +316,7 @@ mod tests {
                 rows_emitted: 12,
                 excluded: 4,
                 not_detections: 0,
+                ..PipelineStats::default()
             },
             kernel: KernelStats {
                 hook_calls: 900,

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod clock;
 pub mod container;
 pub mod detect;
+pub mod dns;
 pub mod event;
 pub mod health;
 pub mod ioc;

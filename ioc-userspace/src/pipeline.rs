@@ -7,8 +7,9 @@ use crate::{
     clock::BootClock,
     container::ContainerResolver,
     detect::{self, primary_class, ProcessView},
-    event::{decode, ConnectionEvent, Event},
-    ioc::IocSet,
+    dns::{self, Answer, Asker, DomainIndex, NameCache, PendingQueries},
+    event::{decode, ConnectionEvent, DnsRecord, Event},
+    ioc::{IocSet, KernelId},
     process::ProcessCache,
     rules::{DetectionClass, RuleSet},
     schema::device_network::{self, join_command_line, Detection, ProcessContext},
@@ -29,6 +30,19 @@ pub struct PipelineStats {
     pub excluded: u64,
     /// Connections the kernel reported (watched name) that the rules found no class for.
     pub not_detections: u64,
+    /// DNS messages parsed, and those refused as malformed or truncated.
+    pub dns_messages: u64,
+    pub dns_malformed: u64,
+    /// DNS answers whose name matched a domain indicator.
+    pub dns_hits: u64,
+}
+
+/// An address a domain indicator resolved to, for the kernel maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResolvedAddress {
+    pub addr: std::net::IpAddr,
+    pub indicator: KernelId,
+    pub ttl: std::time::Duration,
 }
 
 /// Choices that shape what is emitted.
@@ -38,6 +52,10 @@ pub struct PipelineOptions {
     pub all_connections: bool,
     /// Emit excluded events too, marked with the rule (for tuning).
     pub show_excluded: bool,
+    /// Emit a DnsEvents row for every answered query, not only indicator hits.
+    pub all_dns: bool,
+    /// Longest time a resolved address stays an indicator (the answer's TTL, capped).
+    pub resolved_ttl_max: std::time::Duration,
 }
 
 pub struct Pipeline {
@@ -58,6 +76,10 @@ pub struct Pipeline {
     sinks: Sinks,
     stats: PipelineStats,
     line: Vec<u8>,
+    domains: DomainIndex,
+    pending_queries: PendingQueries,
+    names: NameCache,
+    resolved: Vec<ResolvedAddress>,
 }
 
 /// Everything a pipeline is built from.
@@ -75,6 +97,7 @@ pub struct PipelineParts {
 impl Pipeline {
     pub fn new(parts: PipelineParts) -> Self {
         Self {
+            domains: DomainIndex::from_set(&parts.iocs),
             iocs: parts.iocs,
             previous_iocs: None,
             rules: parts.rules,
@@ -88,6 +111,9 @@ impl Pipeline {
             sinks: parts.sinks,
             stats: PipelineStats::default(),
             line: Vec::with_capacity(2048),
+            pending_queries: PendingQueries::default(),
+            names: NameCache::default(),
+            resolved: Vec::new(),
         }
     }
 
@@ -101,7 +127,19 @@ impl Pipeline {
 
     /// Installs a reloaded indicator set (after the kernel maps were updated).
     pub fn replace_iocs(&mut self, iocs: IocSet) {
+        self.domains = DomainIndex::from_set(&iocs);
         self.previous_iocs = Some(std::mem::replace(&mut self.iocs, iocs));
+    }
+
+    /// Addresses resolved from domain indicators since the last call, for the kernel.
+    pub fn take_resolved(&mut self) -> Vec<ResolvedAddress> {
+        std::mem::take(&mut self.resolved)
+    }
+
+    /// Forgets queries that never got an answer.
+    pub fn expire_queries(&mut self) {
+        self.pending_queries
+            .expire(std::time::Duration::from_secs(10));
     }
 
     /// Installs reloaded rules, carrying the per-rule counters over.
@@ -123,6 +161,7 @@ impl Pipeline {
         self.stats.records_read += 1;
         match decode(record) {
             Ok(Event::Connection(event)) => self.on_connection(&event),
+            Ok(Event::Dns(record)) => self.on_dns(&record),
             Ok(Event::Exec(exec)) => self.processes.on_exec(&exec),
             Ok(Event::Exit { tgid, .. }) => self.processes.on_exit(tgid),
             Err(err) => {
@@ -130,6 +169,155 @@ impl Pipeline {
                 log::warn!("skipping kernel record: {err}");
             }
         }
+    }
+
+    fn on_dns(&mut self, record: &DnsRecord) {
+        let message = match dns::parse(&record.payload) {
+            Ok(message) => message,
+            Err(err) => {
+                self.stats.dns_malformed += 1;
+                let cut = if record.truncated {
+                    " (cut at capture size)"
+                } else {
+                    ""
+                };
+                log::debug!("skipping DNS message{cut}: {err}");
+                return;
+            }
+        };
+        self.stats.dns_messages += 1;
+        if record.egress {
+            if !message.is_response {
+                self.pending_queries.insert(
+                    message.id,
+                    Asker {
+                        tgid: record.tgid,
+                        uid: record.uid,
+                        comm: record.comm.clone(),
+                        cgroup_id: record.cgroup_id,
+                        boot_ns: record.boot_ns,
+                        client: record.source,
+                        server: record.destination,
+                    },
+                );
+            }
+            return;
+        }
+        if !message.is_response {
+            return;
+        }
+        let asker = self
+            .pending_queries
+            .take(record.destination, record.source, message.id);
+        let mut addresses = Vec::new();
+        for answer in &message.answers {
+            if let Answer::Address { addr, ttl, .. } = answer {
+                self.names.remember(*addr, &message.name, *ttl);
+                addresses.push((*addr, *ttl));
+            }
+        }
+        let hit = self.domains.lookup_message(&message);
+        if let Some((indicator, _)) = &hit {
+            self.stats.dns_hits += 1;
+            for (addr, ttl) in &addresses {
+                let ttl = std::time::Duration::from_secs(u64::from((*ttl).max(1)))
+                    .min(self.options.resolved_ttl_max);
+                self.resolved.push(ResolvedAddress {
+                    addr: *addr,
+                    indicator: *indicator,
+                    ttl,
+                });
+            }
+        } else if !self.options.all_dns {
+            return;
+        }
+        self.emit_dns(record, &message, asker.as_ref(), hit.map(|(id, _)| id));
+    }
+
+    fn emit_dns(
+        &mut self,
+        record: &DnsRecord,
+        message: &dns::DnsMessage,
+        asker: Option<&Asker>,
+        indicator: Option<KernelId>,
+    ) {
+        use crate::schema::dns_events::{self, DnsQuery};
+        let process = match asker {
+            Some(asker) => {
+                let info = self.processes.lookup(asker.tgid, &asker.comm).cloned();
+                let parent = self
+                    .processes
+                    .ancestors(asker.tgid, 1)
+                    .first()
+                    .map(|p| p.file_name().to_string());
+                ProcessContext {
+                    file_name: info
+                        .as_ref()
+                        .map_or_else(|| asker.comm.clone(), |p| p.file_name().to_string()),
+                    folder_path: info.as_ref().and_then(|p| p.exe.clone()),
+                    command_line: info
+                        .as_ref()
+                        .filter(|p| !p.args.is_empty())
+                        .map(|p| join_command_line(&p.args)),
+                    account_name: self.processes.user_name(asker.uid),
+                    parent_file_name: parent,
+                    container_id: self.containers.container_id(asker.cgroup_id),
+                    ..ProcessContext::default()
+                }
+            }
+            None => ProcessContext::default(),
+        };
+        let query = DnsQuery {
+            unix_ns: self.clock.unix_ns(record.boot_ns),
+            name: message.name.clone(),
+            query_type: message.query_type,
+            answers: message
+                .answers
+                .iter()
+                .filter_map(|a| match a {
+                    Answer::Address { addr, .. } => Some(*addr),
+                    Answer::Cname { .. } => None,
+                })
+                .collect(),
+            result_code: message.rcode,
+            client_ip: Some(record.destination.ip()),
+            server_ip: Some(record.source.ip()),
+        };
+        let detection = Detection {
+            class: if indicator.is_some() { "ioc" } else { "dns" },
+            classes: if indicator.is_some() {
+                vec!["ioc"]
+            } else {
+                Vec::new()
+            },
+            ..Detection::default()
+        };
+        let indicator = indicator.and_then(|id| {
+            self.iocs
+                .get(id)
+                .or_else(|| self.previous_iocs.as_ref()?.get(id))
+        });
+        let row = dns_events::build(
+            &query,
+            &self.device_name,
+            asker.map_or(0, |a| a.tgid),
+            &process,
+            &detection,
+            indicator,
+        );
+        self.line.clear();
+        if let Err(err) = serde_json::to_writer(&mut self.line, &row) {
+            log::error!("cannot serialise a DNS record: {err}");
+            return;
+        }
+        let json = std::str::from_utf8(&self.line).ok();
+        let level = if detection.class == "ioc" {
+            severity::WARNING
+        } else {
+            severity::NOTICE
+        };
+        self.sinks.emit(dns_events::TABLE, level, json, None);
+        self.stats.rows_emitted += 1;
     }
 
     fn on_connection(&mut self, event: &ConnectionEvent) {
@@ -226,6 +414,7 @@ impl Pipeline {
         self.report_id += 1;
         row.DeviceId = &self.device_id;
         row.ReportId = self.report_id;
+        row.RemoteUrl = self.names.name_of(event.remote.ip());
         // Serialise once per format some sink takes.
         self.line.clear();
         let json = if self.sinks.wants(Format::Json) {

@@ -135,7 +135,7 @@ impl Agent {
             }
         };
         let program_ids = parse_program_ids(&ready);
-        assert_eq!(program_ids.len(), 6, "readiness line: {ready}");
+        assert_eq!(program_ids.len(), 8, "readiness line: {ready}");
         Agent {
             child,
             records,

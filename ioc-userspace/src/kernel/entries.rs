@@ -16,6 +16,16 @@ pub struct NetKey {
     pub addr: [u8; 16],
 }
 
+impl NetKey {
+    /// The /128 entry of one address (IPv4 v4-mapped).
+    pub fn host(addr: IpAddr) -> Self {
+        Self {
+            prefix_len: 128,
+            addr: addr16(addr),
+        }
+    }
+}
+
 /// How indicators become kernel entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MatchOptions {

@@ -13,13 +13,14 @@ use std::{os::fd::AsFd as _, path::Path};
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
     maps::{lpm_trie::Key as LpmKey, Array, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray},
-    programs::{CgroupAttachMode, CgroupSockAddr, TracePoint},
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, TracePoint},
     Ebpf, EbpfLoader,
 };
 use ioc_common::{
     comm_key, stat, CommKey, EndpointKey, IocValue, TaskOffsets, MAP_EVENTS, MAP_IOC_ENDPOINTS,
     MAP_IOC_NETS, MAP_SETTINGS, MAP_STATS, MAP_TASK_OFFSETS, MAP_WATCHED_COMMS, PROG_CONNECT4,
-    PROG_CONNECT6, PROG_EXEC, PROG_EXIT, PROG_SENDMSG4, PROG_SENDMSG6, SETTINGS_FLAGS,
+    PROG_CONNECT6, PROG_DNS_EGRESS, PROG_DNS_INGRESS, PROG_EXEC, PROG_EXIT, PROG_SENDMSG4,
+    PROG_SENDMSG6, SETTINGS_FLAGS,
 };
 
 pub use entries::{diff, KernelEntries, MatchOptions, NetKey};
@@ -30,6 +31,12 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/io
 
 /// Socket-address programs, attached to the cgroup v2 root.
 const SOCK_PROGRAMS: [&str; 4] = [PROG_CONNECT4, PROG_CONNECT6, PROG_SENDMSG4, PROG_SENDMSG6];
+
+/// DNS capture programs on the cgroup v2 root.
+const SKB_PROGRAMS: [(&str, CgroupSkbAttachType); 2] = [
+    (PROG_DNS_EGRESS, CgroupSkbAttachType::Egress),
+    (PROG_DNS_INGRESS, CgroupSkbAttachType::Ingress),
+];
 
 /// Tracepoint programs and their (category, event). Attached before the socket programs,
 /// so a process is known before its first connection is reported.
@@ -92,6 +99,9 @@ pub struct Kernel {
     ebpf: Ebpf,
     sizes: MapSizes,
     installed: KernelEntries,
+    /// Addresses domain indicators resolved to, with their expiry. They live in
+    /// `IOC_NETS` beside the static entries, which win where both name an address.
+    resolved: std::collections::HashMap<NetKey, (IocValue, std::time::Instant)>,
 }
 
 impl Kernel {
@@ -116,10 +126,17 @@ impl Kernel {
                 .load()
                 .with_context(|| format!("the kernel refused program {name}"))?;
         }
+        for (name, _) in SKB_PROGRAMS {
+            let program: &mut CgroupSkb = program_mut(&mut ebpf, name)?.try_into()?;
+            program
+                .load()
+                .with_context(|| format!("the kernel refused program {name}"))?;
+        }
         Ok(Self {
             ebpf,
             sizes,
             installed: KernelEntries::default(),
+            resolved: std::collections::HashMap::new(),
         })
     }
 
@@ -136,7 +153,8 @@ impl Kernel {
             self.map_mut(MAP_TASK_OFFSETS)?.try_into()?;
         table.set(0, task_offsets, 0)?;
 
-        let mut attached = Vec::with_capacity(TRACEPOINTS.len() + SOCK_PROGRAMS.len());
+        let mut attached =
+            Vec::with_capacity(TRACEPOINTS.len() + SKB_PROGRAMS.len() + SOCK_PROGRAMS.len());
         for (name, category, event) in TRACEPOINTS {
             let program: &mut TracePoint = program_mut(&mut self.ebpf, name)?.try_into()?;
             program
@@ -149,6 +167,14 @@ impl Kernel {
         let cgroup = std::fs::File::open(cgroup_root)
             .with_context(|| format!("opening cgroup {}", cgroup_root.display()))?;
         let mode = attach_mode();
+        for (name, attach_type) in SKB_PROGRAMS {
+            let program: &mut CgroupSkb = program_mut(&mut self.ebpf, name)?.try_into()?;
+            program
+                .attach(cgroup.as_fd(), attach_type, mode)
+                .with_context(|| format!("attaching {name} to {}", cgroup_root.display()))?;
+            let id = program.info().map(|info| info.id()).unwrap_or_default();
+            attached.push(AttachedProgram { name, id });
+        }
         for name in SOCK_PROGRAMS {
             let program: &mut CgroupSockAddr = program_mut(&mut self.ebpf, name)?.try_into()?;
             program
@@ -230,8 +256,14 @@ impl Kernel {
                 endpoints.remove(key).context("pruning IOC_ENDPOINTS")?;
             }
             for key in &net_removals {
-                nets.remove(&LpmKey::new(key.prefix_len, key.addr))
-                    .context("pruning IOC_NETS")?;
+                // A resolved address under a removed static entry takes its slot back.
+                match self.resolved.get(key) {
+                    Some((value, _)) => {
+                        nets.insert(&LpmKey::new(key.prefix_len, key.addr), value, 0)
+                    }
+                    None => nets.remove(&LpmKey::new(key.prefix_len, key.addr)),
+                }
+                .context("pruning IOC_NETS")?;
             }
         }
         let report = SyncReport {
@@ -240,6 +272,64 @@ impl Kernel {
         };
         self.installed = wanted;
         Ok(report)
+    }
+
+    /// Makes `addr` an indicator hit (for `value.id`, a domain indicator) until `ttl`
+    /// passes. A static indicator on the same address keeps its slot. Returns whether the
+    /// address was new.
+    pub fn add_resolved(
+        &mut self,
+        addr: std::net::IpAddr,
+        value: IocValue,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        let key = NetKey::host(addr);
+        let expires = std::time::Instant::now() + ttl;
+        let fresh = self.resolved.insert(key, (value, expires)).is_none();
+        if fresh && !self.installed.nets.contains_key(&key) {
+            if self.resolved.len() + self.installed.nets.len() > self.sizes.nets as usize {
+                self.resolved.remove(&key);
+                return Err(anyhow!("IOC_NETS is full; resolved address not tracked"));
+            }
+            let mut nets: LpmTrie<&mut MapData, [u8; 16], IocValue> =
+                self.map_mut(MAP_IOC_NETS)?.try_into()?;
+            nets.insert(&LpmKey::new(key.prefix_len, key.addr), value, 0)?;
+        }
+        Ok(fresh)
+    }
+
+    /// Removes resolved addresses whose TTL has passed; returns how many.
+    pub fn expire_resolved(&mut self) -> Result<usize> {
+        let now = std::time::Instant::now();
+        let expired: Vec<NetKey> = self
+            .resolved
+            .iter()
+            .filter(|(_, (_, until))| *until <= now)
+            .map(|(key, _)| *key)
+            .collect();
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let installed = &self.installed.nets;
+        let static_keys: Vec<bool> = expired.iter().map(|k| installed.contains_key(k)).collect();
+        let mut nets: LpmTrie<&mut MapData, [u8; 16], IocValue> = self
+            .ebpf
+            .map_mut(MAP_IOC_NETS)
+            .ok_or_else(|| anyhow!("map {MAP_IOC_NETS} missing"))?
+            .try_into()?;
+        for (key, is_static) in expired.iter().zip(static_keys) {
+            if !is_static {
+                nets.remove(&LpmKey::new(key.prefix_len, key.addr))?;
+            }
+        }
+        for key in &expired {
+            self.resolved.remove(key);
+        }
+        Ok(expired.len())
+    }
+
+    pub fn resolved_count(&self) -> usize {
+        self.resolved.len()
     }
 
     /// The ring buffer reader. Can be taken once.

@@ -6,6 +6,8 @@
 //!   tcp ADDR   TCP connect (an IPv6 socket for [v6]:port, v4-mapped included)
 //!   udp ADDR   one unconnected UDP datagram (sendto)
 //!   sleep MS   pause
+//!   dns NAME@SERVER     one A query over UDP to SERVER:53; prints `answer=ADDR` per answer
+//!   dnstcp NAME@SERVER  the same over TCP
 //!   note TEXT  nothing (lets a test give the process a long or odd command line)
 //!   loop MS    repeat all the actions after it until MS milliseconds have passed, then
 //!              print `iterations=N` (how many complete rounds ran) on stdout
@@ -83,6 +85,53 @@ fn netcat_main(args: &[String]) -> ExitCode {
     run_actions(&[action.to_string(), addr])
 }
 
+/// Sends one A query for NAME to SERVER:53 (loopback only) and prints the answers.
+fn dns_query(operand: &str, tcp: bool) -> Result<(), String> {
+    use simple_dns::{rdata::RData, Name, Packet, Question, CLASS, QCLASS, QTYPE, TYPE};
+    use std::io::{Read as _, Write as _};
+    let (name, server) = operand
+        .split_once('@')
+        .ok_or_else(|| format!("expected NAME@SERVER, got {operand}"))?;
+    let server = parse_addr(&format!("{server}:53"))?;
+    let mut query = Packet::new_query(0x4242);
+    query.questions.push(Question::new(
+        Name::new(name).map_err(|e| format!("bad name {name}: {e}"))?,
+        QTYPE::TYPE(TYPE::A),
+        QCLASS::CLASS(CLASS::IN),
+        false,
+    ));
+    let bytes = query.build_bytes_vec().map_err(|e| e.to_string())?;
+    let answer = if tcp {
+        let mut stream = TcpStream::connect_timeout(&server, Duration::from_secs(2))
+            .map_err(|e| format!("dns tcp {server}: {e}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
+        let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&bytes);
+        stream.write_all(&framed).map_err(|e| e.to_string())?;
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).map_err(|e| e.to_string())?;
+        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        stream.read_exact(&mut answer).map_err(|e| e.to_string())?;
+        answer
+    } else {
+        let socket = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        socket.set_read_timeout(Some(Duration::from_secs(2))).ok();
+        socket.send_to(&bytes, server).map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 1500];
+        let (n, _) = socket
+            .recv_from(&mut buf)
+            .map_err(|e| format!("dns answer: {e}"))?;
+        buf[..n].to_vec()
+    };
+    let packet = Packet::parse(&answer).map_err(|e| e.to_string())?;
+    for record in &packet.answers {
+        if let RData::A(a) = &record.rdata {
+            println!("answer={}", std::net::Ipv4Addr::from(a.address));
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     // Lossy, so a test can give it arguments (and a name) that are not UTF-8.
     let mut argv = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
@@ -154,6 +203,7 @@ fn run_once(args: &[String]) -> ExitCode {
                 .map(|ms| std::thread::sleep(Duration::from_millis(ms)))
                 .map_err(|_| format!("bad sleep {operand}")),
             "note" => Ok(()),
+            "dns" | "dnstcp" => dns_query(operand, action == "dnstcp"),
             other => Err(format!("unknown action {other}")),
         };
         if let Err(err) = result {
