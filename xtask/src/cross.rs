@@ -309,3 +309,65 @@ pub fn stripped_size(binary: &Path) -> Result<u64> {
     let stripped = strip(binary)?;
     Ok(std::fs::metadata(&stripped)?.len())
 }
+
+const SIZE_DOC: &str = "docs/BENCHMARKS.md";
+const SIZE_START: &str = "<!-- binary-size:start -->";
+const SIZE_END: &str = "<!-- binary-size:end -->";
+/// Kunai's static musl agent, as its documentation shows it (about 20.9 MB).
+const KUNAI_BYTES: f64 = 20.9e6;
+
+/// `cargo xtask binary-sizes`: release build for every cross target, stripped sizes,
+/// optionally recorded in docs/BENCHMARKS.md between the binary-size markers.
+pub fn sizes(record: bool) -> Result<()> {
+    let mut rows = String::new();
+    for target in TARGETS {
+        let binary = build_agent(target.triple, true)?;
+        let size = stripped_size(&binary)?;
+        let toolchain = match ensure_toolchain(target)? {
+            Toolchain::Rustup => "rust-std from rustup",
+            Toolchain::BuildStd(_) => "std built from source (-Z build-std), Debian musl-dev",
+        };
+        rows.push_str(&format!(
+            "| `{}` | {size} | {:.2} MB | {:.0}% | {toolchain} |\n",
+            target.triple,
+            size as f64 / 1e6,
+            100.0 * size as f64 / KUNAI_BYTES,
+        ));
+    }
+    let table = format!(
+        "| target | stripped bytes | MB | of Kunai's ~20.9 MB | standard library |\n\
+         |---|---|---|---|---|\n{rows}"
+    );
+    println!("{table}");
+    if !record {
+        return Ok(());
+    }
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let section = format!(
+        "{SIZE_START}\n## Binary size\n\n\
+         Measured {date} with `cargo xtask binary-sizes --record`: the agent `iocmon` built \
+         with `cargo xtask build --release --target TRIPLE` (profile `release`: opt-level \
+         \"s\", LTO, one codegen unit, panic=abort), static musl, eBPF object embedded, then \
+         `llvm-strip --strip-all`. Kunai's figure is its own documentation's sample of its \
+         static musl binary (about 20.9 MB; see shared/reference/peer-systems.md).\n\n\
+         {table}\n{SIZE_END}"
+    );
+    let path = crate::workspace_root().join(SIZE_DOC);
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    let updated = match (current.find(SIZE_START), current.find(SIZE_END)) {
+        (Some(start), Some(end)) if end > start => format!(
+            "{}{section}{}",
+            &current[..start],
+            &current[end + SIZE_END.len()..]
+        ),
+        _ if current.is_empty() => format!("# Benchmarks\n\n{section}\n"),
+        _ => format!("{}\n\n{section}\n", current.trim_end()),
+    };
+    std::fs::write(&path, updated).with_context(|| format!("writing {SIZE_DOC}"))?;
+    eprintln!("xtask: recorded binary sizes in {SIZE_DOC}");
+    Ok(())
+}

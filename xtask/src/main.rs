@@ -76,6 +76,12 @@ enum Task {
         #[arg(long, default_value_t = 1_000_000)]
         load_indicators: u32,
     },
+    /// Set up, then release-build the agent for every cross target and print the
+    /// stripped sizes (with --record, into docs/BENCHMARKS.md).
+    BinarySizes {
+        #[arg(long)]
+        record: bool,
+    },
     /// Set up, then boot Debian kernels under QEMU (no network device) and run the kernel
     /// integration tests inside each; prints a pass/fail table per kernel and architecture.
     /// Installs QEMU and downloads kernels with apt when missing (root).
@@ -121,6 +127,7 @@ fn main() -> ExitCode {
                 load_indicators,
             })
         }),
+        Task::BinarySizes { record } => setup::run().and_then(|()| cross::sizes(record)),
         Task::VmTest {
             kernels,
             timeout_secs,

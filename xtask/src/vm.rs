@@ -347,7 +347,8 @@ fn record(rendered: &str, plan: &Plan) -> Result<()> {
         command.push_str(" --kvm");
     }
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let section = format!(
+    let section =
+        format!(
         "{START}\nMeasured {date} with `{command} --record` on this machine ({cpus} CPUs, host \
          kernel {kernel}, /dev/kvm {kvm}). Each VM: 2 vCPUs, 1 GiB, no network device. \
          \"VM run\" is QEMU start to power-off, build time excluded; per-binary times are \
@@ -355,7 +356,7 @@ fn record(rendered: &str, plan: &Plan) -> Result<()> {
         date = output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).trim(),
         cpus = std::thread::available_parallelism().map_or(0, |n| n.get()),
         kernel = kernel.trim(),
-        kvm = if kvm_usable() { "usable" } else { "not usable" },
+        kvm = if plan.kvm { "used where it opens" } else { "not used" },
     );
     let updated = format!("{}{section}{}", &doc[..start], &doc[end + END.len()..]);
     std::fs::write(&path, updated)?;
