@@ -158,18 +158,19 @@ pub fn ensure_toolchain(target: &Target) -> Result<Toolchain> {
     musl_crt(target, deb_arch, multiarch).map(Toolchain::BuildStd)
 }
 
-/// A directory with what rustc's self-contained musl linking would take from rust-std:
-/// musl's `rcrt1.o crti.o crtn.o libc.a` (Debian's musl-dev), the compiler's
-/// `crtbeginS.o crtendS.o libgcc.a`, and `libgcc_eh.a` as `libunwind.a`.
+/// A directory with what rustc's self-contained musl linking would take from rust-std,
+/// for a static (non-PIE) executable: musl's `crt1.o crti.o crtn.o libc.a` (Debian's
+/// musl-dev), the compiler's `crtbeginT.o crtend.o libgcc.a`, and `libgcc_eh.a` as
+/// `libunwind.a`. (`rcrt1.o`, for static PIE, crashes in a non-PIE executable.)
 fn musl_crt(target: &Target, deb_arch: &str, multiarch: &str) -> Result<PathBuf> {
     let dir = target_dir().join(format!("{}-crt", target.triple));
     let names = [
-        "rcrt1.o",
+        "crt1.o",
         "crti.o",
         "crtn.o",
         "libc.a",
-        "crtbeginS.o",
-        "crtendS.o",
+        "crtbeginT.o",
+        "crtend.o",
         "libgcc.a",
         "libunwind.a",
     ];
@@ -196,12 +197,12 @@ fn musl_crt(target: &Target, deb_arch: &str, multiarch: &str) -> Result<PathBuf>
         .with_context(|| format!("no libgcc_eh.a under /usr/lib/gcc-cross/{gcc_triple}"))?;
     std::fs::create_dir_all(&dir)?;
     for (from, to) in [
-        (musl.join("rcrt1.o"), "rcrt1.o"),
+        (musl.join("crt1.o"), "crt1.o"),
         (musl.join("crti.o"), "crti.o"),
         (musl.join("crtn.o"), "crtn.o"),
         (musl.join("libc.a"), "libc.a"),
-        (gcc.join("crtbeginS.o"), "crtbeginS.o"),
-        (gcc.join("crtendS.o"), "crtendS.o"),
+        (gcc.join("crtbeginT.o"), "crtbeginT.o"),
+        (gcc.join("crtend.o"), "crtend.o"),
         (gcc.join("libgcc.a"), "libgcc.a"),
         (gcc.join("libgcc_eh.a"), "libunwind.a"),
     ] {
@@ -240,15 +241,17 @@ pub fn configure(command: &mut Command, target: &Target, toolchain: &Toolchain) 
         .env(format!("CC_{lower}"), format!("{}gcc", target.cc_prefix))
         .env(format!("AR_{lower}"), format!("{}ar", target.cc_prefix));
     if let Toolchain::BuildStd(crt) = toolchain {
-        // Static PIE, as rustc links musl targets by default: rcrt1.o and the S objects.
+        // A static, non-PIE executable (as rustc links armv7 musl by default), so the
+        // start files are crt1.o and crtbeginT.o/crtend.o.
         let crt = crt.display();
         let flags = [
+            "-Crelocation-model=static".to_owned(),
             "-Clink-self-contained=no".to_owned(),
             format!("-Lnative={crt}"),
-            format!("-Zpre-link-arg={crt}/rcrt1.o"),
+            format!("-Zpre-link-arg={crt}/crt1.o"),
             format!("-Zpre-link-arg={crt}/crti.o"),
-            format!("-Zpre-link-arg={crt}/crtbeginS.o"),
-            format!("-Clink-arg={crt}/crtendS.o"),
+            format!("-Zpre-link-arg={crt}/crtbeginT.o"),
+            format!("-Clink-arg={crt}/crtend.o"),
             format!("-Clink-arg={crt}/crtn.o"),
             "-Clink-arg=-lgcc".to_owned(),
         ];
