@@ -28,20 +28,25 @@ fn ensure_rsyslog() -> Result<()> {
     if output_of("rsyslogd", &["-v"]).is_some() {
         return Ok(());
     }
+    apt_install("rsyslog")
+}
+
+/// Installs one Debian package (after refreshing the package lists, which a new machine
+/// may not have), non-interactively. Needs root.
+fn apt_install(package: &str) -> Result<()> {
     if !is_root() {
-        bail!("rsyslog is missing and installing it needs root: apt-get install rsyslog");
+        bail!("{package} is missing and installing it needs root: apt-get install {package}");
     }
-    eprintln!("xtask: installing rsyslog (apt)");
-    status(
-        Command::new("apt-get")
-            .args(["update", "-q"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
-    status(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "rsyslog"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    eprintln!("xtask: installing {package} (apt)");
+    let apt = |args: &[&str]| {
+        status(
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    };
+    apt(&["update", "-q"])?;
+    apt(&["install", "-y", "-q", package])
 }
 
 fn is_root() -> bool {
@@ -70,20 +75,7 @@ fn ensure_llvm() -> Result<()> {
     if have_llvm {
         return Ok(());
     }
-    if !is_root() {
-        bail!("llvm-22-dev is missing and installing it needs root: apt-get install llvm-22-dev");
-    }
-    eprintln!("xtask: installing llvm-22-dev (apt)");
-    status(
-        Command::new("apt-get")
-            .args(["update", "-q"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
-    status(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "llvm-22-dev"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    apt_install("llvm-22-dev")
 }
 
 /// `-Z build-std=core` needs the standard library's source for the eBPF toolchain.
