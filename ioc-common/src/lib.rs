@@ -34,6 +34,7 @@ pub const MAP_WATCHED_COMMS: &str = "WATCHED_COMMS";
 pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_STATS: &str = "STATS";
 pub const MAP_TASK_OFFSETS: &str = "TASK_OFFSETS";
+pub const MAP_PENDING_CONNECTS: &str = "PENDING_CONNECTS";
 
 /// Program (function) names. The kernel keeps 15 characters of a program name, so these
 /// stay short enough to be recognisable in `bpftool prog show`.
@@ -45,6 +46,7 @@ pub const PROG_EXEC: &str = "ioc_exec";
 pub const PROG_EXIT: &str = "ioc_exit";
 pub const PROG_DNS_EGRESS: &str = "ioc_dns_egress";
 pub const PROG_DNS_INGRESS: &str = "ioc_dns_ingress";
+pub const PROG_SOCK_STATE: &str = "ioc_sock_state";
 
 // ---------------------------------------------------------------------------------------
 // Indicator maps
@@ -101,6 +103,8 @@ pub const SETTINGS_LEN: u32 = 1;
 pub const SETTING_ALL_CONNECTIONS: u32 = 1 << 0;
 /// Refuse connections to indicators flagged `IOC_FLAG_BLOCK`.
 pub const SETTING_ENFORCE: u32 = 1 << 1;
+/// Report how reported TCP connects end (established or failed).
+pub const SETTING_OUTCOMES: u32 = 1 << 2;
 
 /// Key of `WATCHED_COMMS`: a process name, NUL-padded to `COMM_LEN`, exactly as
 /// `bpf_get_current_comm` returns it.
@@ -159,6 +163,7 @@ pub const EVENT_CONNECT: u32 = 1;
 pub const EVENT_EXEC: u32 = 2;
 pub const EVENT_EXIT: u32 = 3;
 pub const EVENT_DNS: u32 = 4;
+pub const EVENT_OUTCOME: u32 = 5;
 
 /// Which hook saw the connection.
 pub const HOOK_CONNECT4: u8 = 1;
@@ -224,6 +229,27 @@ pub struct ConnectEvent {
     /// All zero when unknown.
     pub src_addr: [u8; 16],
     pub comm: [u8; COMM_LEN],
+    /// The socket's kernel address: pairs a TCP connect with its outcome (0 when outcomes
+    /// are not tracked).
+    pub sock: u64,
+}
+
+/// How a reported TCP connect ended (`sock/inet_sock_set_state`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct OutcomeEvent {
+    /// `EVENT_OUTCOME`.
+    pub kind: u32,
+    /// 1: established; 0: failed (closed from SYN_SENT).
+    pub established: u8,
+    pub _pad: [u8; 1],
+    /// Host byte order.
+    pub src_port: u16,
+    pub boot_ns: u64,
+    /// `ConnectEvent::sock` of the connect.
+    pub sock: u64,
+    /// v4-mapped for IPv4.
+    pub src_addr: [u8; 16],
 }
 
 // ---------------------------------------------------------------------------------------
@@ -256,6 +282,11 @@ pub struct TaskOffsets {
     /// Offset of the `__data_loc char[] filename` field in the sched_process_exec
     /// tracepoint record (from tracefs).
     pub tp_exec_filename: u32,
+    /// Offsets in the sock/inet_sock_set_state record (from tracefs).
+    pub tp_sock_skaddr: u32,
+    pub tp_sock_newstate: u32,
+    pub tp_sock_sport: u32,
+    pub tp_sock_saddr_v6: u32,
 }
 
 /// A process image was replaced (`sched/sched_process_exec`).
@@ -355,8 +386,9 @@ mod tests {
         assert_eq!(core::mem::size_of::<EndpointKey>(), 20);
         assert_eq!(core::mem::size_of::<IocValue>(), 8);
         // 4 + 4 + 8 + 8 + 5*4 + 3*2 + 2 + 4 + 16 + 16 + 16
-        assert_eq!(core::mem::size_of::<ConnectEvent>(), 104);
-        assert_eq!(core::mem::size_of::<TaskOffsets>(), 40);
+        assert_eq!(core::mem::size_of::<ConnectEvent>(), 112);
+        assert_eq!(core::mem::size_of::<OutcomeEvent>(), 40);
+        assert_eq!(core::mem::size_of::<TaskOffsets>(), 56);
         // 4+4+8+8+8 + 6*4 + 1+7 + 16 + 256 + 4096
         assert_eq!(core::mem::size_of::<ExecEvent>(), 4432);
         assert_eq!(core::mem::size_of::<ExitEvent>(), 16);

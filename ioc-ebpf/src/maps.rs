@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use ioc_common::{stat, CommKey, EndpointKey, IocValue, TaskOffsets, SETTINGS_LEN};
 
@@ -27,6 +27,11 @@ pub static WATCHED_COMMS: HashMap<CommKey, u8> = HashMap::with_max_entries(64, 0
 /// Kernel structure offsets for the exec program, from the running kernel's BTF.
 #[map(name = "TASK_OFFSETS")]
 pub static TASK_OFFSETS: Array<TaskOffsets> = Array::with_max_entries(1, 0);
+
+/// Reported TCP connects waiting for their outcome, by socket address. LRU: a socket
+/// freed without a state change is simply forgotten.
+#[map(name = "PENDING_CONNECTS")]
+pub static PENDING_CONNECTS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(8192, 0);
 
 /// Every event, in order, for the agent.
 #[map(name = "EVENTS")]

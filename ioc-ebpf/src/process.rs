@@ -15,9 +15,12 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use ioc_common::{stat, ExecEvent, ExitEvent, TaskOffsets, ARGS_CAPACITY, EVENT_EXEC, EVENT_EXIT};
+use ioc_common::{
+    stat, ExecEvent, ExitEvent, OutcomeEvent, TaskOffsets, ARGS_CAPACITY, EVENT_EXEC, EVENT_EXIT,
+    EVENT_OUTCOME,
+};
 
-use crate::maps::{count, EVENTS, TASK_OFFSETS};
+use crate::maps::{count, EVENTS, PENDING_CONNECTS, TASK_OFFSETS};
 
 #[tracepoint]
 pub fn ioc_exec(ctx: TracePointContext) -> u32 {
@@ -128,6 +131,59 @@ pub fn ioc_exit(_ctx: TracePointContext) -> u32 {
                 tgid,
                 // SAFETY: plain helper call.
                 boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+            });
+            entry.submit(0);
+            count(stat::EVENTS_SENT);
+        }
+        None => count(stat::RINGBUF_FULL),
+    }
+    0
+}
+
+/// TCP states of interest (include/net/tcp_states.h).
+const TCP_ESTABLISHED: i32 = 1;
+const TCP_CLOSE: i32 = 7;
+
+/// `sock/inet_sock_set_state`: how a reported TCP connect ended. Only sockets the connect
+/// hooks put in `PENDING_CONNECTS` (outcomes on, connection reported) produce an event.
+#[tracepoint]
+pub fn ioc_sock_state(ctx: TracePointContext) -> u32 {
+    let Some(offsets) = TASK_OFFSETS.get(0) else {
+        return 0;
+    };
+    if offsets.valid == 0 || offsets.tp_sock_skaddr == 0 {
+        return 0;
+    }
+    let offsets = *offsets;
+    // SAFETY: probe reads of the tracepoint record at offsets read from tracefs.
+    let Ok(newstate) = (unsafe { ctx.read_at::<i32>(offsets.tp_sock_newstate as usize) }) else {
+        return 0;
+    };
+    if newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE {
+        return 0;
+    }
+    let Ok(sock) = (unsafe { ctx.read_at::<u64>(offsets.tp_sock_skaddr as usize) }) else {
+        return 0;
+    };
+    // SAFETY: read-only lookup of a small value.
+    if unsafe { PENDING_CONNECTS.get(&sock) }.is_none() {
+        return 0;
+    }
+    let _ = PENDING_CONNECTS.remove(&sock);
+    let src_port = unsafe { ctx.read_at::<u16>(offsets.tp_sock_sport as usize) }.unwrap_or(0);
+    let src_addr =
+        unsafe { ctx.read_at::<[u8; 16]>(offsets.tp_sock_saddr_v6 as usize) }.unwrap_or([0; 16]);
+    match EVENTS.reserve::<OutcomeEvent>(0) {
+        Some(mut entry) => {
+            entry.write(OutcomeEvent {
+                kind: EVENT_OUTCOME,
+                established: u8::from(newstate == TCP_ESTABLISHED),
+                _pad: [0],
+                src_port,
+                // SAFETY: plain helper call.
+                boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+                sock,
+                src_addr,
             });
             entry.submit(0);
             count(stat::EVENTS_SENT);

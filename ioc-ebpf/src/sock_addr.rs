@@ -19,10 +19,12 @@ use ioc_common::{
     HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, IOC_FLAG_BLOCK, IOC_FLAG_FROM_ENDPOINT,
     IOC_FLAG_RESOLVED, MATCH_ADDRESS, MATCH_ENDPOINT, MATCH_ENDPOINT_ADDRESS, MATCH_NONE,
     MATCH_RESOLVED, REASON_ALL, REASON_IOC, REASON_WATCHED, SETTING_ALL_CONNECTIONS,
-    SETTING_ENFORCE, VERDICT_ALLOWED, VERDICT_BLOCKED,
+    SETTING_ENFORCE, SETTING_OUTCOMES, VERDICT_ALLOWED, VERDICT_BLOCKED,
 };
 
-use crate::maps::{count, settings, EVENTS, IOC_ENDPOINTS, IOC_NETS, WATCHED_COMMS};
+use crate::maps::{
+    count, settings, EVENTS, IOC_ENDPOINTS, IOC_NETS, PENDING_CONNECTS, WATCHED_COMMS,
+};
 
 /// Return values of cgroup/sock_addr programs.
 const ALLOW: i32 = 1;
@@ -123,6 +125,16 @@ fn on_sock_addr(ctx: &SockAddrContext, hook: u8) -> i32 {
     };
 
     let (src_addr, src_port) = source(sa, hook);
+    // TCP connects that go ahead: remember the socket so its outcome can be reported.
+    let tcp_connect = (hook == HOOK_CONNECT4 || hook == HOOK_CONNECT6) && sa.protocol == 6;
+    let sock = if flags & SETTING_OUTCOMES != 0 && tcp_connect && !blocked {
+        // SAFETY: `sk` is always set for cgroup/sock_addr programs; only its address is used.
+        let sock = unsafe { sa.__bindgen_anon_1.sk } as u64;
+        let _ = PENDING_CONNECTS.insert(&sock, &1, 0);
+        sock
+    } else {
+        0
+    };
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     entry.write(ConnectEvent {
@@ -152,6 +164,7 @@ fn on_sock_addr(ctx: &SockAddrContext, hook: u8) -> i32 {
         dst_addr,
         src_addr,
         comm,
+        sock,
     });
     entry.submit(0);
     count(stat::EVENTS_SENT);

@@ -121,6 +121,7 @@ fn main() {
         indicator: Some((MatchKind::Endpoint, 1)),
         blocked: false,
         watched: true,
+        sock: 0,
     };
     let process = ProcessContext {
         file_name: "wget".into(),

@@ -4,7 +4,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result};
-use ioc_common::SETTING_ALL_CONNECTIONS;
+use ioc_common::{SETTING_ALL_CONNECTIONS, SETTING_OUTCOMES};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
@@ -40,6 +40,8 @@ pub struct RunOptions {
     pub show_excluded: bool,
     /// A DnsEvents row for every answered query, not only indicator hits.
     pub all_dns: bool,
+    /// A ConnectionSuccess/ConnectionFailed record after each reported TCP connect.
+    pub connection_outcomes: bool,
     /// Cap on how long a resolved address of a domain indicator stays an indicator.
     pub resolved_ttl_max: Duration,
     pub match_options: MatchOptions,
@@ -117,11 +119,14 @@ async fn run_async(options: RunOptions) -> Result<()> {
     let mut kernel = Kernel::load(MapSizes::for_entries(&entries, options.ringbuf_bytes))?;
     kernel.set_watched_comms(&options.watched_comms)?;
     kernel.sync_indicators(entries)?;
-    kernel.set_settings(if options.all_connections {
-        SETTING_ALL_CONNECTIONS
-    } else {
-        0
-    })?;
+    let mut settings = 0;
+    if options.all_connections {
+        settings |= SETTING_ALL_CONNECTIONS;
+    }
+    if options.connection_outcomes {
+        settings |= SETTING_OUTCOMES;
+    }
+    kernel.set_settings(settings)?;
     let cgroup = cgroup2_root(options.cgroup.as_deref())?;
     let mut reader = kernel.take_event_reader()?;
     let clock = BootClock::new().context("reading the boot and wall clocks")?;
@@ -145,6 +150,7 @@ async fn run_async(options: RunOptions) -> Result<()> {
             show_excluded: options.show_excluded,
             all_dns: options.all_dns,
             resolved_ttl_max: options.resolved_ttl_max,
+            connection_outcomes: options.connection_outcomes,
         },
         sinks,
     });

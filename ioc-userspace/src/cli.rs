@@ -170,6 +170,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub all_dns: bool,
 
+    /// After each reported TCP connect, write a second record when its outcome is known:
+    /// ActionType ConnectionSuccess (with the local address and port) or ConnectionFailed.
+    #[arg(long)]
+    pub connection_outcomes: bool,
+
     /// Longest time (seconds) an address that a domain indicator resolved to stays an
     /// indicator; the answer's TTL applies when shorter.
     #[arg(long, default_value_t = 3600, value_name = "SECS",
@@ -291,6 +296,7 @@ impl RunArgs {
             all_connections: self.all_connections,
             show_excluded: self.show_excluded,
             all_dns: self.all_dns,
+            connection_outcomes: self.connection_outcomes,
             resolved_ttl_max: Duration::from_secs(self.resolved_ttl_max),
             match_options: MatchOptions {
                 endpoint_address_match: !self.strict_ports,

@@ -7,9 +7,10 @@ use std::{
 };
 
 use ioc_common::{
-    ConnectEvent, DnsEvent, ExecEvent, ExitEvent, DNS_EGRESS, EVENT_CONNECT, EVENT_DNS, EVENT_EXEC,
-    EVENT_EXIT, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, MATCH_ADDRESS,
-    MATCH_ENDPOINT, MATCH_ENDPOINT_ADDRESS, MATCH_RESOLVED, REASON_WATCHED, VERDICT_BLOCKED,
+    ConnectEvent, DnsEvent, ExecEvent, ExitEvent, OutcomeEvent, DNS_EGRESS, EVENT_CONNECT,
+    EVENT_DNS, EVENT_EXEC, EVENT_EXIT, EVENT_OUTCOME, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4,
+    HOOK_SENDMSG6, MATCH_ADDRESS, MATCH_ENDPOINT, MATCH_ENDPOINT_ADDRESS, MATCH_RESOLVED,
+    REASON_WATCHED, VERDICT_BLOCKED,
 };
 
 use crate::text::from_nul_padded;
@@ -99,6 +100,18 @@ pub struct ConnectionEvent {
     pub blocked: bool,
     /// The process name is in the watched set.
     pub watched: bool,
+    /// The socket, when the kernel tracks this TCP connect's outcome (else 0).
+    pub sock: u64,
+}
+
+/// How a reported TCP connect ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutcomeRecord {
+    pub boot_ns: u64,
+    pub sock: u64,
+    pub established: bool,
+    /// The connection's local address, once the kernel chose it.
+    pub local: SocketAddr,
 }
 
 /// A process started a new program image.
@@ -146,6 +159,7 @@ pub enum Event {
     Dns(DnsRecord),
     Exec(ExecRecord),
     Exit { tgid: u32, boot_ns: u64 },
+    Outcome(OutcomeRecord),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -183,6 +197,15 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
     match u32::from_ne_bytes(kind_bytes) {
         EVENT_CONNECT => decode_connect(record).map(Event::Connection),
         EVENT_EXEC => decode_exec(record).map(Event::Exec),
+        EVENT_OUTCOME => {
+            let raw: OutcomeEvent = read_record(record, EVENT_OUTCOME)?;
+            Ok(Event::Outcome(OutcomeRecord {
+                boot_ns: raw.boot_ns,
+                sock: raw.sock,
+                established: raw.established != 0,
+                local: SocketAddr::new(canonical_ip(raw.src_addr), raw.src_port),
+            }))
+        }
         EVENT_DNS => {
             let raw: DnsEvent = read_record(record, EVENT_DNS)?;
             let len = (raw.payload_len as usize).min(raw.payload.len());
@@ -289,6 +312,7 @@ fn decode_connect(record: &[u8]) -> Result<ConnectionEvent, DecodeError> {
         indicator,
         blocked: raw.verdict == VERDICT_BLOCKED,
         watched: raw.reason & REASON_WATCHED != 0,
+        sock: raw.sock,
     })
 }
 
@@ -327,6 +351,7 @@ pub(crate) mod tests {
             dst_addr: v4_mapped([127, 0, 0, 2]),
             src_addr: [0; 16],
             comm,
+            sock: 0,
         }
     }
 
@@ -402,7 +427,7 @@ pub(crate) mod tests {
         let bytes = bytes_of(&raw_connect());
         assert!(matches!(
             decode(&bytes[..50]),
-            Err(DecodeError::Short { need: 104, .. })
+            Err(DecodeError::Short { need: 112, .. })
         ));
         assert_eq!(decode(&[9, 0, 0, 0]), Err(DecodeError::UnknownKind(9)));
         assert!(decode(&[]).is_err());

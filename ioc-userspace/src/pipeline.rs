@@ -8,7 +8,7 @@ use crate::{
     container::ContainerResolver,
     detect::{self, primary_class, ProcessView},
     dns::{self, Answer, Asker, DomainIndex, NameCache, PendingQueries},
-    event::{decode, ConnectionEvent, DnsRecord, Event},
+    event::{decode, ConnectionEvent, DnsRecord, Event, OutcomeRecord},
     ioc::{IocSet, KernelId},
     process::ProcessCache,
     rules::{DetectionClass, RuleSet},
@@ -56,7 +56,13 @@ pub struct PipelineOptions {
     pub all_dns: bool,
     /// Longest time a resolved address stays an indicator (the answer's TTL, capped).
     pub resolved_ttl_max: std::time::Duration,
+    /// Write a second record (ConnectionSuccess / ConnectionFailed) when a reported TCP
+    /// connect's outcome is known.
+    pub connection_outcomes: bool,
 }
+
+/// Reported TCP connects waiting for their outcome, at most this many.
+const MAX_AWAITING_OUTCOME: usize = 8192;
 
 pub struct Pipeline {
     iocs: IocSet,
@@ -80,6 +86,7 @@ pub struct Pipeline {
     pending_queries: PendingQueries,
     names: NameCache,
     resolved: Vec<ResolvedAddress>,
+    awaiting_outcome: std::collections::HashMap<u64, ConnectionEvent>,
 }
 
 /// Everything a pipeline is built from.
@@ -114,6 +121,7 @@ impl Pipeline {
             pending_queries: PendingQueries::default(),
             names: NameCache::default(),
             resolved: Vec::new(),
+            awaiting_outcome: std::collections::HashMap::new(),
         }
     }
 
@@ -160,7 +168,18 @@ impl Pipeline {
     pub fn handle(&mut self, record: &[u8]) {
         self.stats.records_read += 1;
         match decode(record) {
-            Ok(Event::Connection(event)) => self.on_connection(&event),
+            Ok(Event::Connection(event)) => {
+                self.on_connection(&event, device_network::ACTION_CONNECTION_REQUEST);
+                if event.sock != 0 && self.options.connection_outcomes {
+                    if self.awaiting_outcome.len() >= MAX_AWAITING_OUTCOME {
+                        // Sockets closed without a state change never report; start over
+                        // rather than grow without bound.
+                        self.awaiting_outcome.clear();
+                    }
+                    self.awaiting_outcome.insert(event.sock, event);
+                }
+            }
+            Ok(Event::Outcome(outcome)) => self.on_outcome(&outcome),
             Ok(Event::Dns(record)) => self.on_dns(&record),
             Ok(Event::Exec(exec)) => self.processes.on_exec(&exec),
             Ok(Event::Exit { tgid, .. }) => self.processes.on_exit(tgid),
@@ -320,7 +339,24 @@ impl Pipeline {
         self.stats.rows_emitted += 1;
     }
 
-    fn on_connection(&mut self, event: &ConnectionEvent) {
+    /// The connect's second record: how it ended, with the local address the kernel chose.
+    fn on_outcome(&mut self, outcome: &OutcomeRecord) {
+        let Some(mut event) = self.awaiting_outcome.remove(&outcome.sock) else {
+            return;
+        };
+        event.boot_ns = outcome.boot_ns;
+        if outcome.local.port() != 0 {
+            event.local = Some(outcome.local);
+        }
+        let action = if outcome.established {
+            device_network::ACTION_CONNECTION_SUCCESS
+        } else {
+            device_network::ACTION_CONNECTION_FAILED
+        };
+        self.on_connection(&event, action);
+    }
+
+    fn on_connection(&mut self, event: &ConnectionEvent, action: &'static str) {
         let container_id = self.containers.container_id(event.cgroup_id);
         let user = self.processes.user_name(event.uid);
         let process = self.processes.lookup(event.tgid, &event.comm).cloned();
@@ -415,6 +451,7 @@ impl Pipeline {
         row.DeviceId = &self.device_id;
         row.ReportId = self.report_id;
         row.RemoteUrl = self.names.name_of(event.remote.ip());
+        row.ActionType = action;
         // Serialise once per format some sink takes.
         self.line.clear();
         let json = if self.sinks.wants(Format::Json) {

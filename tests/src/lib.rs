@@ -135,7 +135,7 @@ impl Agent {
             }
         };
         let program_ids = parse_program_ids(&ready);
-        assert_eq!(program_ids.len(), 8, "readiness line: {ready}");
+        assert_eq!(program_ids.len(), 9, "readiness line: {ready}");
         Agent {
             child,
             records,
@@ -253,11 +253,15 @@ pub fn parse_program_ids(ready_line: &str) -> Vec<u32> {
 /// A symlink called `name` to `target`, in a scratch directory: running it makes a
 /// process whose comm (and executable file name) is `name`.
 pub fn named_program(target: &str, name: &str) -> PathBuf {
-    let dir = scratch_dir(&format!("bin-{name}"));
-    let link = dir.join(name);
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(target, &link).expect("symlinking a test program");
-    link
+    named_program_os(target, std::ffi::OsStr::new(name))
+}
+
+/// A fresh directory per call: tests run in parallel threads and may ask for the same
+/// name at once.
+fn unique_bin_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    scratch_dir(&format!("bin-{n}"))
 }
 
 /// Runs `sh -c SCRIPT` under the program name `shell_name` (a symlink to /bin/sh, so it
@@ -313,7 +317,7 @@ pub fn from_pid(record: &Value, pid: u32) -> bool {
 
 /// A symlink to `target` whose name is any bytes but `/` and NUL (invalid UTF-8 too).
 pub fn named_program_os(target: &str, name: &std::ffi::OsStr) -> PathBuf {
-    let dir = scratch_dir("bin-os");
+    let dir = unique_bin_dir();
     let link = dir.join(name);
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(target, &link).expect("symlinking a test program");

@@ -222,3 +222,36 @@ fn watched_process_names_are_reported_without_indicator() {
     assert_eq!(extra(&record, "Comm"), "nc");
     assert_eq!(str_field(&record, "RemoteIP"), "127.0.0.5");
 }
+
+#[test]
+fn connection_outcomes_follow_the_request_when_asked() {
+    let mut agent = Agent::start("outcomes", IOCS, &["--connection-outcomes"]);
+    // 127.0.0.3 is an address indicator: one listening port, one closed port.
+    let listener = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
+    let open_port = listener.local_addr().unwrap().port();
+    let open = format!("127.0.0.3:{open_port}");
+    let pid = run_client(CLIENT, None, &["tcp", &open, "tcp", "127.0.0.3:9"]);
+    let success = agent.wait_for("ConnectionSuccess", |r| {
+        from_pid(r, pid) && r["ActionType"] == "ConnectionSuccess"
+    });
+    assert_eq!(success["RemotePort"], open_port);
+    assert_eq!(str_field(&success, "LocalIP"), "127.0.0.1", "{success}");
+    assert!(
+        success["LocalPort"].as_u64().is_some_and(|p| p > 0),
+        "{success}"
+    );
+    assert_eq!(extra(&success, "Indicator"), "127.0.0.3");
+    let failed = agent.wait_for("ConnectionFailed", |r| {
+        from_pid(r, pid) && r["ActionType"] == "ConnectionFailed"
+    });
+    assert_eq!(failed["RemotePort"], 9);
+    // Each connect has exactly its request and one outcome.
+    let records: Vec<_> = agent
+        .records()
+        .iter()
+        .filter(|r| from_pid(r, pid))
+        .cloned()
+        .collect();
+    assert_eq!(records.len(), 4, "{records:?}");
+    drop(listener);
+}

@@ -20,7 +20,7 @@ use ioc_common::{
     comm_key, stat, CommKey, EndpointKey, IocValue, TaskOffsets, MAP_EVENTS, MAP_IOC_ENDPOINTS,
     MAP_IOC_NETS, MAP_SETTINGS, MAP_STATS, MAP_TASK_OFFSETS, MAP_WATCHED_COMMS, PROG_CONNECT4,
     PROG_CONNECT6, PROG_DNS_EGRESS, PROG_DNS_INGRESS, PROG_EXEC, PROG_EXIT, PROG_SENDMSG4,
-    PROG_SENDMSG6, SETTINGS_FLAGS,
+    PROG_SENDMSG6, PROG_SOCK_STATE, SETTINGS_FLAGS,
 };
 
 pub use entries::{diff, KernelEntries, MatchOptions, NetKey};
@@ -40,9 +40,10 @@ const SKB_PROGRAMS: [(&str, CgroupSkbAttachType); 2] = [
 
 /// Tracepoint programs and their (category, event). Attached before the socket programs,
 /// so a process is known before its first connection is reported.
-const TRACEPOINTS: [(&str, &str, &str); 2] = [
+const TRACEPOINTS: [(&str, &str, &str); 3] = [
     (PROG_EXEC, "sched", "sched_process_exec"),
     (PROG_EXIT, "sched", "sched_process_exit"),
+    (PROG_SOCK_STATE, "sock", "inet_sock_set_state"),
 ];
 
 /// Map sizes chosen at load time.

@@ -68,6 +68,25 @@ pub fn task_offsets() -> Result<TaskOffsets> {
         .with_context(|| format!("reading {}", format_path.display()))?;
     let filename = tracepoint_field_offset(&format, "filename")
         .ok_or_else(|| anyhow!("no filename field in {}", format_path.display()))?;
+    // The socket state tracepoint (outcomes of TCP connects); zero offsets leave the
+    // program idle on kernels whose record lacks a field.
+    let sock_format =
+        std::fs::read_to_string(tracefs()?.join("events/sock/inet_sock_set_state/format"))
+            .unwrap_or_default();
+    let sock_field = |name: &str| tracepoint_field_offset(&sock_format, name);
+    let sock_fields = (
+        sock_field("skaddr"),
+        sock_field("newstate"),
+        sock_field("sport"),
+        sock_field("saddr_v6"),
+    );
+    let (tp_sock_skaddr, tp_sock_newstate, tp_sock_sport, tp_sock_saddr_v6) = match sock_fields {
+        (Some(a), Some(b), Some(c), Some(d)) => (a, b, c, d),
+        _ => {
+            log::warn!("sock/inet_sock_set_state has an unexpected layout: no connection outcomes");
+            (0, 0, 0, 0)
+        }
+    };
     Ok(TaskOffsets {
         valid: 1,
         task_mm: member("task_struct", "mm")?,
@@ -79,6 +98,10 @@ pub fn task_offsets() -> Result<TaskOffsets> {
         mm_arg_start: member("mm_struct", "arg_start")?,
         mm_arg_end: member("mm_struct", "arg_end")?,
         tp_exec_filename: filename,
+        tp_sock_skaddr,
+        tp_sock_newstate,
+        tp_sock_sport,
+        tp_sock_saddr_v6,
     })
 }
 

@@ -15,6 +15,10 @@ pub const TABLE: &str = "DeviceNetworkEvents";
 
 /// Defender's ActionType for an outbound attempt on Linux.
 pub const ACTION_CONNECTION_REQUEST: &str = "ConnectionRequest";
+/// The TCP connect completed (`--connection-outcomes`).
+pub const ACTION_CONNECTION_SUCCESS: &str = "ConnectionSuccess";
+/// The TCP connect failed: refused, reset or timed out (`--connection-outcomes`).
+pub const ACTION_CONNECTION_FAILED: &str = "ConnectionFailed";
 
 /// What the agent knows about the initiating process, ready for output.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
