@@ -137,6 +137,25 @@ pub fn run(plan: &Plan) -> Result<()> {
         .filter(|r| !r.passed())
         .map(|r| r.kernel)
         .collect();
+    // One closing line over every VM: tests passed and failed (a VM that failed without
+    // a failing test, by timeout or panic, counts as one failure).
+    let tests_passed: u32 = results
+        .iter()
+        .flat_map(|r| &r.tests)
+        .map(|t| t.passed)
+        .sum();
+    let tests_failed: u32 = results
+        .iter()
+        .map(|r| {
+            let failed: u32 = r.tests.iter().map(|t| t.failed).sum();
+            if failed == 0 && !r.passed() {
+                1
+            } else {
+                failed
+            }
+        })
+        .sum();
+    println!("vm-test: {tests_passed} passed, {tests_failed} failed");
     if !failed.is_empty() {
         bail!("vm-test failed on {}", failed.join(", "));
     }
