@@ -35,6 +35,7 @@ pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_STATS: &str = "STATS";
 pub const MAP_TASK_OFFSETS: &str = "TASK_OFFSETS";
 pub const MAP_PENDING_CONNECTS: &str = "PENDING_CONNECTS";
+pub const MAP_DNS_SOCKETS: &str = "DNS_SOCKETS";
 
 /// Program (function) names. The kernel keeps 15 characters of a program name, so these
 /// stay short enough to be recognisable in `bpftool prog show`.
@@ -232,6 +233,17 @@ pub struct ConnectEvent {
     /// The socket's kernel address: pairs a TCP connect with its outcome (0 when outcomes
     /// are not tracked).
     pub sock: u64,
+}
+
+/// Who owns a socket that sends to port 53, recorded by the connect/sendmsg hooks (which
+/// run in the sending task) for the `cgroup_skb` DNS capture, which may not ask for the
+/// current task before Linux 6.16.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SocketOwner {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
 }
 
 /// How a reported TCP connect ended (`sock/inet_sock_set_state`).

@@ -4,15 +4,15 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_ktime_get_boot_ns, generated::bpf_skb_load_bytes,
+        bpf_get_socket_cookie, bpf_ktime_get_boot_ns,
+        generated::{bpf_skb_cgroup_id, bpf_skb_load_bytes},
     },
     macros::cgroup_skb,
     programs::SkBuffContext,
 };
 use ioc_common::{stat, v4_mapped, DnsEvent, DNS_EGRESS, DNS_INGRESS, DNS_PAYLOAD_LEN, EVENT_DNS};
 
-use crate::maps::{count, EVENTS};
+use crate::maps::{count, DNS_SOCKETS, EVENTS};
 
 const PASS: i32 = 1;
 const DNS_PORT: u16 = 53;
@@ -114,21 +114,25 @@ fn capture(ctx: &SkBuffContext, direction: u8) {
             entry.discard(0);
             return;
         }
-        let pid_tgid = if direction == DNS_EGRESS {
-            bpf_get_current_pid_tgid()
+        // The sending process, as the connect/sendmsg hooks recorded it: cgroup_skb
+        // programs may not ask for the current task before Linux 6.16.
+        let owner = if direction == DNS_EGRESS {
+            let cookie = bpf_get_socket_cookie(ctx.skb.skb.cast());
+            DNS_SOCKETS.get(&cookie).copied()
         } else {
-            0
+            None
         };
         (*event).kind = EVENT_DNS;
         (*event).payload_len = len;
         (*event).boot_ns = bpf_ktime_get_boot_ns();
         (*event).cgroup_id = if direction == DNS_EGRESS {
-            bpf_get_current_cgroup_id()
+            bpf_skb_cgroup_id(ctx.skb.skb)
         } else {
             0
         };
-        (*event).pid = pid_tgid as u32;
-        (*event).tgid = (pid_tgid >> 32) as u32;
+        let tgid = owner.map_or(0, |o| o.tgid);
+        (*event).pid = tgid;
+        (*event).tgid = tgid;
         (*event).uid = ctx.get_socket_uid();
         (*event)._pad = 0;
         (*event).direction = direction;
@@ -139,11 +143,7 @@ fn capture(ctx: &SkBuffContext, direction: u8) {
         (*event).dst_port = dst_port;
         (*event).src_addr = src_addr;
         (*event).dst_addr = dst_addr;
-        (*event).comm = if direction == DNS_EGRESS {
-            bpf_get_current_comm().unwrap_or([0u8; 16])
-        } else {
-            [0u8; 16]
-        };
+        (*event).comm = owner.map_or([0u8; 16], |o| o.comm);
     }
     entry.submit(0);
     count(stat::EVENTS_SENT);

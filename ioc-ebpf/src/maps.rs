@@ -5,7 +5,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
-use ioc_common::{stat, CommKey, EndpointKey, IocValue, TaskOffsets, SETTINGS_LEN};
+use ioc_common::{stat, CommKey, EndpointKey, IocValue, SocketOwner, TaskOffsets, SETTINGS_LEN};
 
 /// Exact `ip:port` indicators.
 #[map(name = "IOC_ENDPOINTS")]
@@ -32,6 +32,10 @@ pub static TASK_OFFSETS: Array<TaskOffsets> = Array::with_max_entries(1, 0);
 /// freed without a state change is simply forgotten.
 #[map(name = "PENDING_CONNECTS")]
 pub static PENDING_CONNECTS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(8192, 0);
+
+/// Owners of sockets that talk to port 53, by socket cookie (see `SocketOwner`).
+#[map(name = "DNS_SOCKETS")]
+pub static DNS_SOCKETS: LruHashMap<u64, SocketOwner> = LruHashMap::with_max_entries(4096, 0);
 
 /// Every event, in order, for the agent.
 #[map(name = "EVENTS")]

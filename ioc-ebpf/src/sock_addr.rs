@@ -8,22 +8,22 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
+        bpf_get_current_uid_gid, bpf_get_socket_cookie, bpf_ktime_get_boot_ns,
     },
     macros::cgroup_sock_addr,
     maps::lpm_trie::Key,
     programs::SockAddrContext,
 };
 use ioc_common::{
-    stat, v4_mapped, ConnectEvent, EndpointKey, IocValue, COMM_LEN, EVENT_CONNECT, HOOK_CONNECT4,
-    HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, IOC_FLAG_BLOCK, IOC_FLAG_FROM_ENDPOINT,
-    IOC_FLAG_RESOLVED, MATCH_ADDRESS, MATCH_ENDPOINT, MATCH_ENDPOINT_ADDRESS, MATCH_NONE,
-    MATCH_RESOLVED, REASON_ALL, REASON_IOC, REASON_WATCHED, SETTING_ALL_CONNECTIONS,
-    SETTING_ENFORCE, SETTING_OUTCOMES, VERDICT_ALLOWED, VERDICT_BLOCKED,
+    stat, v4_mapped, ConnectEvent, EndpointKey, IocValue, SocketOwner, COMM_LEN, EVENT_CONNECT,
+    HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, IOC_FLAG_BLOCK,
+    IOC_FLAG_FROM_ENDPOINT, IOC_FLAG_RESOLVED, MATCH_ADDRESS, MATCH_ENDPOINT,
+    MATCH_ENDPOINT_ADDRESS, MATCH_NONE, MATCH_RESOLVED, REASON_ALL, REASON_IOC, REASON_WATCHED,
+    SETTING_ALL_CONNECTIONS, SETTING_ENFORCE, SETTING_OUTCOMES, VERDICT_ALLOWED, VERDICT_BLOCKED,
 };
 
 use crate::maps::{
-    count, settings, EVENTS, IOC_ENDPOINTS, IOC_NETS, PENDING_CONNECTS, WATCHED_COMMS,
+    count, settings, DNS_SOCKETS, EVENTS, IOC_ENDPOINTS, IOC_NETS, PENDING_CONNECTS, WATCHED_COMMS,
 };
 
 /// Return values of cgroup/sock_addr programs.
@@ -51,6 +51,22 @@ pub fn ioc_sendmsg4(ctx: SockAddrContext) -> i32 {
 #[cgroup_sock_addr(sendmsg6)]
 pub fn ioc_sendmsg6(ctx: SockAddrContext) -> i32 {
     on_sock_addr(&ctx, HOOK_SENDMSG6)
+}
+
+const DNS_PORT: u16 = 53;
+
+/// Records which process owns a socket sending to port 53, for the DNS capture (see
+/// `SocketOwner`).
+#[inline(always)]
+fn remember_dns_socket(ctx: &SockAddrContext) {
+    // SAFETY: the helper takes the program's own context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+    let owner = SocketOwner {
+        tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        _pad: 0,
+        comm: bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]),
+    };
+    let _ = DNS_SOCKETS.insert(&cookie, &owner, 0);
 }
 
 #[inline(always)]
@@ -93,6 +109,9 @@ fn on_sock_addr(ctx: &SockAddrContext, hook: u8) -> i32 {
     // `user_port` holds the network-order port in its low 16 bits.
     let dst_port = u16::from_be(sa.user_port as u16);
 
+    if dst_port == DNS_PORT {
+        remember_dns_socket(ctx);
+    }
     let (match_kind, ioc) = lookup(dst_addr, dst_port);
     let flags = settings();
     let mut reason = 0u8;
