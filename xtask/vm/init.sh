@@ -28,7 +28,9 @@ for test in /iocmon/tests/*; do
     start=$(date +%s)
     echo "IOCMON-VM-BEGIN test=$name"
     # One test at a time: under emulation, parallel agents starve timing-sensitive tests.
-    "$test" --test-threads=1 2>&1
+    # The rsyslog forwarder test needs rsyslogd, which this initramfs does not carry; it
+    # runs on the host (cargo xtask test), where the kernel is not what it exercises.
+    "$test" --test-threads=1 --skip rsyslog_gets_every_cef_event_once 2>&1
     rc=$?
     end=$(date +%s)
     echo "IOCMON-VM-RESULT test=$name rc=$rc secs=$((end - start))"
