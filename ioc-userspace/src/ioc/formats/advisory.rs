@@ -325,6 +325,7 @@ fn scan_list(text: &str, pos: usize, mut line: usize, list: &mut DynamicList) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ioc::formats::reject_texts;
     use crate::ioc::IndicatorValue;
     use time::macros::datetime;
 
@@ -396,11 +397,7 @@ mod tests {
                     | ip:port | 1[.]2[.]3[.]4:0 | 100% |\n| domain | ok.com | 101% |\n| url |\n\
                     let malicious_ips = dynamic([\"1.2.3.4\", \"evil.com\", 5]);\n\
                     let d = dynamic([\"x\n";
-        let rejects: Vec<String> = read_advisory(text, "adv.md")
-            .unwrap_err()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let rejects = reject_texts(read_advisory(text, "adv.md"));
         assert_eq!(
             rejects,
             [

@@ -122,6 +122,7 @@ pub(super) fn is_hosts_line(line: &str) -> bool {
 mod tests {
     use super::*;
     use crate::ioc::formats::model::HashKind;
+    use crate::ioc::formats::reject_texts;
 
     #[test]
     fn plain_reads_every_type_and_defanged_forms() {
@@ -155,11 +156,7 @@ mod tests {
     #[test]
     fn plain_reports_every_bad_line() {
         let text = "1.2.3.4\n300.1.1.1\nbad_tld.c_m\n1.2.3.4:99999\nhttp://a.com:0/\n";
-        let rejects: Vec<String> = read_plain(text, "l.txt")
-            .unwrap_err()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let rejects = reject_texts(read_plain(text, "l.txt"));
         assert_eq!(
             rejects,
             [
@@ -185,11 +182,7 @@ mod tests {
     #[test]
     fn hosts_errors() {
         let text = "example.com 1.2.3.4\n0.0.0.0 -bad-.com\n127.0.0.1\n";
-        let rejects: Vec<String> = read_hosts(text, "hosts")
-            .unwrap_err()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let rejects = reject_texts(read_hosts(text, "hosts"));
         assert_eq!(
             rejects,
             [

@@ -276,6 +276,7 @@ fn attribute_values(kind: &str, text: &str) -> Option<Result<Vec<IocValue>, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ioc::formats::reject_texts;
 
     const EVENT: &str = r#"{"Event": {
   "id": "1234", "uuid": "5f0a0c8c-3a4c-4b9e-9a51-3f8f3c6b7d21", "info": "Mirai C2 and loaders",
@@ -384,11 +385,7 @@ mod tests {
             {"type": "md5", "value": "abc", "to_ids": "maybe"},
             "junk"
         ]}"#;
-        let rejects: Vec<String> = read_misp(text, "m.json")
-            .unwrap_err()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let rejects = reject_texts(read_misp(text, "m.json"));
         assert_eq!(
             rejects,
             [

@@ -267,6 +267,15 @@ fn read_json_value(
     }
 }
 
+/// The rejects of a failed read, as their messages (test helper).
+#[cfg(test)]
+pub(crate) fn reject_texts<T: std::fmt::Debug>(result: Result<T, Vec<Reject>>) -> Vec<String> {
+    match result {
+        Ok(value) => panic!("expected rejects, got {value:?}"),
+        Err(rejects) => rejects.iter().map(ToString::to_string).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

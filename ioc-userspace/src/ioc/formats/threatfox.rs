@@ -443,6 +443,7 @@ fn skip_initial_space(text: &str) -> (String, Option<String>) {
 mod tests {
     use super::*;
     use crate::ioc::formats::model::{HashKind, IocValue};
+    use crate::ioc::formats::reject_texts;
     use crate::ioc::IndicatorValue;
     use time::macros::datetime;
 
@@ -584,11 +585,7 @@ mod tests {
   "8": [{"ioc_value": "a.com", "ioc_type": "email"}, "str"],
   "9": [{"ioc_type": "domain"}]
 }"#;
-        let rejects: Vec<String> = read_threatfox_json(text, "feed.json")
-            .unwrap_err()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let rejects = reject_texts(read_threatfox_json(text, "feed.json"));
         assert_eq!(
             rejects,
             [
@@ -678,11 +675,7 @@ mod tests {
         let text = CSV_15.to_string()
             + "\"2026-07-21 05:35:20\", \"1\", \"1.2.3.4:80\"\n"
             + "\"yesterday\", \"2\", \"1.2.3.4:80\", \"ip:port\", \"botnet_cc\", \"\", \"\", \"\", \"\", \"75\", \"False\", \"\", \"\", \"0\", \"x\"\n";
-        let rejects: Vec<String> = read_threatfox_csv(&text, "r.csv")
-            .unwrap_err()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let rejects = reject_texts(read_threatfox_csv(&text, "r.csv"));
         assert_eq!(
             rejects,
             [
