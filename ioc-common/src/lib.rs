@@ -37,6 +37,24 @@ pub const MAP_TASK_OFFSETS: &str = "TASK_OFFSETS";
 pub const MAP_PENDING_CONNECTS: &str = "PENDING_CONNECTS";
 pub const MAP_DNS_SOCKETS: &str = "DNS_SOCKETS";
 
+/// Every map, in the order service mode pins them.
+pub const MAP_NAMES: [&str; 9] = [
+    MAP_IOC_ENDPOINTS,
+    MAP_IOC_NETS,
+    MAP_SETTINGS,
+    MAP_WATCHED_COMMS,
+    MAP_TASK_OFFSETS,
+    MAP_PENDING_CONNECTS,
+    MAP_DNS_SOCKETS,
+    MAP_STATS,
+    MAP_EVENTS,
+];
+
+/// Version of the layout of every map key, map value and event above and below. Service
+/// mode names its pinned objects with it, so an agent never reads maps or events written
+/// under another layout. Bump it with any such change.
+pub const LAYOUT_VERSION: u32 = 1;
+
 /// Program (function) names. The kernel keeps 15 characters of a program name, so these
 /// stay short enough to be recognisable in `bpftool prog show`.
 pub const PROG_CONNECT4: &str = "ioc_connect4";
@@ -86,7 +104,7 @@ pub struct IocValue {
 /// This `IOC_NETS` entry is an address a domain indicator resolved to (it expires with
 /// the answer's TTL).
 pub const IOC_FLAG_RESOLVED: u32 = 1 << 2;
-/// Refuse the connection when enforcement is on (`SETTING_ENFORCE`).
+/// Refuse the connection when enforcement is on for its protocol (`SETTING_ENFORCE_*`).
 pub const IOC_FLAG_BLOCK: u32 = 1 << 0;
 /// This `IOC_NETS` entry is the address of an `ip:port` indicator, a weaker match than
 /// an address or CIDR indicator.
@@ -102,10 +120,12 @@ pub const SETTINGS_FLAGS: u32 = 0;
 pub const SETTINGS_LEN: u32 = 1;
 /// Report every connection, not only hits and watched processes.
 pub const SETTING_ALL_CONNECTIONS: u32 = 1 << 0;
-/// Refuse connections to indicators flagged `IOC_FLAG_BLOCK`.
-pub const SETTING_ENFORCE: u32 = 1 << 1;
+/// Refuse TCP connects to indicators flagged `IOC_FLAG_BLOCK` (block mode).
+pub const SETTING_ENFORCE_TCP: u32 = 1 << 1;
 /// Report how reported TCP connects end (established or failed).
 pub const SETTING_OUTCOMES: u32 = 1 << 2;
+/// Refuse UDP connects and sends to indicators flagged `IOC_FLAG_BLOCK` (block mode).
+pub const SETTING_ENFORCE_UDP: u32 = 1 << 3;
 
 /// Key of `WATCHED_COMMS`: a process name, NUL-padded to `COMM_LEN`, exactly as
 /// `bpf_get_current_comm` returns it.

@@ -19,7 +19,8 @@ use ioc_common::{
     HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, IOC_FLAG_BLOCK,
     IOC_FLAG_FROM_ENDPOINT, IOC_FLAG_RESOLVED, MATCH_ADDRESS, MATCH_ENDPOINT,
     MATCH_ENDPOINT_ADDRESS, MATCH_NONE, MATCH_RESOLVED, REASON_ALL, REASON_IOC, REASON_WATCHED,
-    SETTING_ALL_CONNECTIONS, SETTING_ENFORCE, SETTING_OUTCOMES, VERDICT_ALLOWED, VERDICT_BLOCKED,
+    SETTING_ALL_CONNECTIONS, SETTING_ENFORCE_TCP, SETTING_ENFORCE_UDP, SETTING_OUTCOMES,
+    VERDICT_ALLOWED, VERDICT_BLOCKED,
 };
 
 use crate::maps::{
@@ -31,6 +32,8 @@ const ALLOW: i32 = 1;
 const REFUSE: i32 = 0;
 
 const AF_INET: u16 = 2;
+const IPPROTO_TCP: u32 = 6;
+const IPPROTO_UDP: u32 = 17;
 const AF_INET6: u16 = 10;
 
 #[cgroup_sock_addr(connect4)]
@@ -131,8 +134,12 @@ fn on_sock_addr(ctx: &SockAddrContext, hook: u8) -> i32 {
         return ALLOW;
     }
 
-    let blocked =
-        match_kind != MATCH_NONE && ioc.flags & IOC_FLAG_BLOCK != 0 && flags & SETTING_ENFORCE != 0;
+    let enforced = match sa.protocol {
+        IPPROTO_TCP => flags & SETTING_ENFORCE_TCP != 0,
+        IPPROTO_UDP => flags & SETTING_ENFORCE_UDP != 0,
+        _ => false,
+    };
+    let blocked = enforced && match_kind != MATCH_NONE && ioc.flags & IOC_FLAG_BLOCK != 0;
     if blocked {
         count(stat::BLOCKED);
     }
@@ -145,7 +152,8 @@ fn on_sock_addr(ctx: &SockAddrContext, hook: u8) -> i32 {
 
     let (src_addr, src_port) = source(sa, hook);
     // TCP connects that go ahead: remember the socket so its outcome can be reported.
-    let tcp_connect = (hook == HOOK_CONNECT4 || hook == HOOK_CONNECT6) && sa.protocol == 6;
+    let tcp_connect =
+        (hook == HOOK_CONNECT4 || hook == HOOK_CONNECT6) && sa.protocol == IPPROTO_TCP;
     let sock = if flags & SETTING_OUTCOMES != 0 && tcp_connect && !blocked {
         // SAFETY: `sk` is always set for cgroup/sock_addr programs; only its address is used.
         let sock = unsafe { sa.__bindgen_anon_1.sk } as u64;

@@ -10,17 +10,23 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::{
     clock::BootClock,
     container::ContainerResolver,
+    enforce::Enforcement,
     health::HealthClock,
     ioc::{
         feed::{fetch_and_log, spawn_fetcher, FeedConfig},
         Filter, Format,
     },
-    kernel::{cgroup::cgroup2_root, Kernel, KernelEntries, KernelStats, MapSizes, MatchOptions},
+    kernel::{
+        cgroup::cgroup2_root, pin::PinDir, Kernel, KernelEntries, KernelStats, MapSizes,
+        MatchOptions,
+    },
     pipeline::{Pipeline, PipelineOptions, PipelineParts},
+    privilege,
     process::{CacheLimits, ProcessCache},
     reload::{IndicatorSources, Reloader},
     rules::RuleSet,
     sink,
+    status::{self, AgentStatus, ReloadStatus},
 };
 
 /// Everything `iocmon run` needs, resolved from the command line.
@@ -55,6 +61,17 @@ pub struct RunOptions {
     pub outputs: Vec<sink::SinkSpec>,
     /// Seconds between health records (`None`: only the one at exit).
     pub health_interval: Option<Duration>,
+    /// Service mode: keep the kernel objects pinned across restarts.
+    pub pin: Option<PinOptions>,
+}
+
+/// Where service mode keeps its state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinOptions {
+    /// bpffs directory holding the pinned programs, links and maps.
+    pub dir: PathBuf,
+    /// The agent's status for `iocmon status`.
+    pub status_file: PathBuf,
 }
 
 pub fn run(options: RunOptions) -> Result<()> {
@@ -82,11 +99,33 @@ async fn run_async(options: RunOptions) -> Result<()> {
             format: options.ioc_format,
             feeds: options.feeds.clone(),
             filter: options.filter.clone(),
-            match_options: options.match_options,
+            match_options: options.match_options.clone(),
         },
         options.rules_file.clone(),
         loads_done,
     );
+    // Service mode: lock the pin directory and see what a previous agent left there.
+    let pin_dir = match &options.pin {
+        Some(pin) => Some(PinDir::open(&pin.dir)?),
+        None => None,
+    };
+    let previous = match &pin_dir {
+        Some(dir) => dir.generations()?,
+        None => Vec::new(),
+    };
+    if let Some(newest) = previous.iter().rev().find(|g| g.same_layout()) {
+        // Events a previous agent left in the ring name indicators by its ids: keep them.
+        match Kernel::pinned_entries(&newest.path) {
+            Ok(entries) => {
+                let seeded = reloader.seed_ids(&entries);
+                log::debug!(
+                    "took over {seeded} indicator ids from {}",
+                    newest.path.display()
+                );
+            }
+            Err(err) => log::warn!("cannot read the previous indicator ids: {err:#}"),
+        }
+    }
     // A feed never fetched before is fetched now, so a first start has its indicators;
     // later starts use the cached copy and refresh in the background.
     let mut fetched_now = Vec::new();
@@ -115,20 +154,67 @@ async fn run_async(options: RunOptions) -> Result<()> {
     if iocs.is_empty() && !options.all_connections {
         log::warn!("no indicators loaded: only watched network tools will be reported");
     }
-    let entries = KernelEntries::from_set(&iocs, options.match_options);
-    let mut kernel = Kernel::load(MapSizes::for_entries(&entries, options.ringbuf_bytes))?;
+    let entries = KernelEntries::from_set(&iocs, &options.match_options);
+    let cgroup = cgroup2_root(options.cgroup.as_deref())?;
+
+    // Adopt the newest generation when this very build pinned it and it is big enough;
+    // otherwise load afresh (and retire the old generations once ours is attached).
+    let adoptable =
+        previous
+            .last()
+            .filter(|g| g.is_own())
+            .and_then(|generation| match Kernel::adopt(&generation.path) {
+                Ok((kernel, attached)) if fits(&kernel, &entries, options.ringbuf_bytes) => {
+                    Some((kernel, attached, generation.clone()))
+                }
+                Ok(_) => {
+                    log::info!(
+                        "pinned generation {} is too small for this indicator set or ring \
+                     buffer size: replacing it",
+                        generation.path.display()
+                    );
+                    None
+                }
+                Err(err) => {
+                    log::warn!(
+                        "cannot adopt {} ({err:#}): replacing it",
+                        generation.path.display()
+                    );
+                    None
+                }
+            });
+    let adopted = adoptable.is_some();
+    let (mut kernel, adopted_programs, mut generation) = match adoptable {
+        Some((kernel, attached, generation)) => (kernel, Some(attached), Some(generation)),
+        None => (
+            Kernel::load(MapSizes::for_entries(&entries, options.ringbuf_bytes))?,
+            None,
+            None,
+        ),
+    };
     kernel.set_watched_comms(&options.watched_comms)?;
     kernel.sync_indicators(entries)?;
-    let mut settings = 0;
-    if options.all_connections {
-        settings |= SETTING_ALL_CONNECTIONS;
-    }
-    if options.connection_outcomes {
-        settings |= SETTING_OUTCOMES;
-    }
-    kernel.set_settings(settings)?;
-    let cgroup = cgroup2_root(options.cgroup.as_deref())?;
+    kernel.set_settings(settings_flags(&options))?;
     let mut reader = kernel.take_event_reader()?;
+
+    // Handlers go in before readiness is announced, so a stop right after it is clean.
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let attached = match (adopted_programs, &pin_dir) {
+        (Some(attached), _) => attached,
+        (None, Some(dir)) => {
+            let incoming = dir.incoming()?;
+            let attached = kernel.attach_pinned(&cgroup, &incoming)?;
+            generation = Some(dir.commit_incoming()?);
+            attached
+        }
+        (None, None) => kernel.attach(&cgroup)?,
+    };
+    // Before any thread exists (capabilities are per thread; new threads inherit them).
+    let capabilities = privilege::drop_all_but(&privilege::needed_after_attach())
+        .context("dropping capabilities")?;
+
     let clock = BootClock::new().context("reading the boot and wall clocks")?;
     let device_name = device_name(options.device_name.clone());
     let outputs = if options.outputs.is_empty() {
@@ -145,23 +231,30 @@ async fn run_async(options: RunOptions) -> Result<()> {
         containers: ContainerResolver::new(&cgroup),
         clock,
         device_name,
-        options: PipelineOptions {
-            all_connections: options.all_connections,
-            show_excluded: options.show_excluded,
-            all_dns: options.all_dns,
-            resolved_ttl_max: options.resolved_ttl_max,
-            connection_outcomes: options.connection_outcomes,
-        },
+        options: pipeline_options(&options),
         sinks,
     });
-
-    // Handlers go in before readiness is announced, so a stop right after it is clean.
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sighup = signal(SignalKind::hangup())?;
-    let attached = kernel.attach(&cgroup)?;
     // After the exec tracepoint is attached, so no process falls between the two.
     let seeded = pipeline.seed_processes();
+    // Older generations go only now that ours records: no gap, at worst a connection
+    // seen by both in between is reported twice.
+    for old in previous
+        .iter()
+        .filter(|g| Some(&g.path) != generation.as_ref().map(|g| &g.path))
+    {
+        match Kernel::retire(old, |record| pipeline.handle(record)) {
+            Ok((read, discarded)) => log::info!(
+                "retired pinned generation {}: {read} events it held were read{}",
+                old.path.display(),
+                if discarded > 0 {
+                    format!(", {discarded} bytes of events of another layout discarded")
+                } else {
+                    String::new()
+                }
+            ),
+            Err(err) => log::error!("retiring {}: {err:#}", old.path.display()),
+        }
+    }
     let (feed_updated, mut feed_updates) = tokio::sync::mpsc::unbounded_channel();
     for (feed, fetched) in options.feeds.iter().zip(fetched_now) {
         let updated = feed_updated.clone();
@@ -176,9 +269,18 @@ async fn run_async(options: RunOptions) -> Result<()> {
         .context("starting a feed fetcher")?;
     }
     let summary = pipeline.iocs().summary();
+    let pinning = match &generation {
+        Some(generation) if adopted => format!(
+            "; adopted pinned {} ({} bytes of events waiting)",
+            generation.path.display(),
+            reader.pending_bytes()
+        ),
+        Some(generation) => format!("; pinned as {}", generation.path.display()),
+        None => String::new(),
+    };
     log::info!(
         "ready: {} programs attached to {} (program ids {}); {} indicators loaded \
-         ({}); {} exclusion rules from {}; {} processes known",
+         ({}); {} exclusion rules from {}; {} processes known; mode {}; capabilities {}{}",
         attached.len(),
         cgroup.display(),
         attached
@@ -191,7 +293,26 @@ async fn run_async(options: RunOptions) -> Result<()> {
         pipeline.rules().len(),
         pipeline.rules().origin(),
         seeded,
+        options.match_options.enforcement.describe(),
+        privilege::describe(&capabilities),
+        pinning,
     );
+    let status = options.pin.as_ref().map(|pin| StatusWriter {
+        path: pin.status_file.clone(),
+        started: status::timestamp(std::time::SystemTime::now()),
+        generation: generation
+            .as_ref()
+            .map(|g| g.path.display().to_string())
+            .unwrap_or_default(),
+        adopted,
+    });
+    let write_status =
+        |state: &str, options: &RunOptions, reloader: &Reloader, pipeline: &Pipeline| {
+            if let Some(writer) = &status {
+                writer.write(state, options, reloader, pipeline);
+            }
+        };
+    write_status("running", &options, &reloader, &pipeline);
 
     let mut drops = DropWatch::default();
     let mut tick = tokio::time::interval(options.stats_interval);
@@ -215,7 +336,13 @@ async fn run_async(options: RunOptions) -> Result<()> {
                 for record in batch.drain(..) {
                     pipeline.handle(&record);
                 }
-                track_resolved(&mut kernel, &mut pipeline);
+                track_resolved(&mut kernel, &mut pipeline, &options.match_options.enforcement);
+                // Pinned, the ring outlives us: its records are given back only once the
+                // outputs have theirs, so a kill at any moment loses nothing.
+                if pin_dir.is_some() && !pipeline.sinks().wait_settled(SETTLE_TIMEOUT) {
+                    log::debug!("outputs still busy after {SETTLE_TIMEOUT:?}; committing");
+                }
+                reader.commit();
             }
             _ = expiry.tick() => {
                 if let Err(err) = kernel.expire_resolved() {
@@ -225,9 +352,12 @@ async fn run_async(options: RunOptions) -> Result<()> {
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
-            _ = tick.tick() => drops.check(kernel.stats()?, &pipeline),
+            _ = tick.tick() => {
+                drops.check(kernel.stats()?, &pipeline);
+                write_status("running", &options, &reloader, &pipeline);
+            }
             _ = health_tick.tick(), if options.health_interval.is_some() => {
-                health.emit(&kernel, &pipeline, options.match_options, false);
+                health.emit(&kernel, &pipeline, false);
             }
             _ = sighup.recv() => {
                 reloader.start("SIGHUP");
@@ -238,17 +368,32 @@ async fn run_async(options: RunOptions) -> Result<()> {
                     reloader.start("file changed");
                 }
             }
-            Some(done) = loaded.recv() => reloader.finish(done, &mut kernel, &mut pipeline),
+            Some(done) = loaded.recv() => {
+                reloader.finish(done, &mut kernel, &mut pipeline);
+                write_status("running", &options, &reloader, &pipeline);
+            }
             Some(_url) = feed_updates.recv() => reloader.start("feed updated"),
         }
     }
 
-    reader.drain(|record| pipeline.handle(record));
+    reader.drain(|record| pipeline.handle(record))?;
     let kernel_stats = kernel.stats()?;
-    health.emit(&kernel, &pipeline, options.match_options, true);
+    health.emit(&kernel, &pipeline, true);
     drop(reader);
     drop(kernel);
-    log::info!("detached all programs from {}", cgroup.display());
+    match &generation {
+        Some(generation) => log::info!(
+            "programs stay attached (pinned in {}); `iocmon unpin --pin-dir {}` removes them",
+            generation.path.display(),
+            options
+                .pin
+                .as_ref()
+                .map(|p| p.dir.display().to_string())
+                .unwrap_or_default()
+        ),
+        None => log::info!("detached all programs from {}", cgroup.display()),
+    }
+    write_status("stopped", &options, &reloader, &pipeline);
     let pipeline_stats = pipeline.stats();
     let rule_counts = pipeline.rules().suppression_counts();
     let sinks = pipeline.close();
@@ -269,13 +414,96 @@ async fn run_async(options: RunOptions) -> Result<()> {
     Ok(())
 }
 
+/// Longest wait for the outputs before the ring buffer space is given back anyway.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether an adopted generation has room for `entries` and the requested ring buffer.
+fn fits(kernel: &Kernel, entries: &KernelEntries, ringbuf_bytes: u32) -> bool {
+    let sizes = kernel.sizes();
+    entries.endpoints.len() <= sizes.endpoints as usize
+        && entries.nets.len() <= sizes.nets as usize
+        && sizes.ringbuf_bytes == ringbuf_bytes
+}
+
+fn pipeline_options(options: &RunOptions) -> PipelineOptions {
+    PipelineOptions {
+        all_connections: options.all_connections,
+        show_excluded: options.show_excluded,
+        all_dns: options.all_dns,
+        resolved_ttl_max: options.resolved_ttl_max,
+        connection_outcomes: options.connection_outcomes,
+    }
+}
+
+/// Writes the status file of service mode.
+struct StatusWriter {
+    path: PathBuf,
+    started: String,
+    generation: String,
+    adopted: bool,
+}
+
+impl StatusWriter {
+    fn write(&self, state: &str, options: &RunOptions, reloader: &Reloader, pipeline: &Pipeline) {
+        let stats = pipeline.stats();
+        let (reloads, reload_failures) = reloader.counts();
+        let agent = AgentStatus {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            state: state.to_string(),
+            started: self.started.clone(),
+            updated: status::timestamp(std::time::SystemTime::now()),
+            mode: options.match_options.enforcement.describe(),
+            generation: self.generation.clone(),
+            adopted: self.adopted,
+            indicators: pipeline.iocs().len(),
+            reloads,
+            reload_failures,
+            last_reload: reloader.last().map(|last| ReloadStatus {
+                at: status::timestamp(last.at),
+                why: last.why.to_string(),
+                error: last.error.clone(),
+            }),
+            events_read: stats.records_read,
+            records_written: stats.rows_emitted,
+            undecodable: stats.decode_errors,
+            excluded: stats.excluded,
+            sink_drops: pipeline.sink_stats().iter().map(|(_, s)| s.lost()).sum(),
+        };
+        if let Err(err) = status::write(&self.path, &agent) {
+            log::warn!("writing the status file: {err:#}");
+        }
+    }
+}
+
+/// The kernel's `SETTING_*` flag word for these options.
+fn settings_flags(options: &RunOptions) -> u32 {
+    let mut flags = options.match_options.enforcement.settings_flags();
+    if options.all_connections {
+        flags |= SETTING_ALL_CONNECTIONS;
+    }
+    if options.connection_outcomes {
+        flags |= SETTING_OUTCOMES;
+    }
+    flags
+}
+
 /// Puts the addresses that domain indicators just resolved to into the kernel maps, so
 /// the next connection to them is a hit.
-fn track_resolved(kernel: &mut Kernel, pipeline: &mut Pipeline) {
+fn track_resolved(kernel: &mut Kernel, pipeline: &mut Pipeline, enforcement: &Enforcement) {
     for resolved in pipeline.take_resolved() {
+        let blocks = pipeline
+            .iocs()
+            .get(resolved.indicator)
+            .is_some_and(|domain| enforcement.blocks(domain));
         let value = ioc_common::IocValue {
             id: resolved.indicator,
-            flags: ioc_common::IOC_FLAG_RESOLVED,
+            flags: ioc_common::IOC_FLAG_RESOLVED
+                | if blocks {
+                    ioc_common::IOC_FLAG_BLOCK
+                } else {
+                    0
+                },
         };
         match kernel.add_resolved(resolved.addr, value, resolved.ttl) {
             Ok(true) => log::info!(

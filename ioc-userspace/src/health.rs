@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::{
     clock::format_timestamp,
     ioc::Summary,
-    kernel::{Kernel, KernelEntries, KernelStats, MapSizes, MatchOptions},
+    kernel::{Kernel, KernelStats, MapSizes},
     pipeline::{Pipeline, PipelineStats},
     rules::RuleCount,
     schema::cef::CefLine,
@@ -221,21 +221,12 @@ impl Default for HealthClock {
 
 impl HealthClock {
     /// Builds a health record from the agent's state and queues it on every sink.
-    pub fn emit(
-        &mut self,
-        kernel: &Kernel,
-        pipeline: &Pipeline,
-        match_options: MatchOptions,
-        final_record: bool,
-    ) {
+    pub fn emit(&mut self, kernel: &Kernel, pipeline: &Pipeline, final_record: bool) {
         let now = Instant::now();
         let kernel_stats = kernel.stats().unwrap_or_else(|err| {
             log::warn!("reading the kernel counters: {err}");
             KernelStats::default()
         });
-        // What the kernel maps hold: the entries the current set calls for (the agent
-        // syncs the maps to exactly that).
-        let entries = KernelEntries::from_set(pipeline.iocs(), match_options);
         let sinks = pipeline.sink_stats();
         let summary = pipeline.iocs().summary();
         let rules = pipeline.rules().suppression_counts();
@@ -256,7 +247,7 @@ impl HealthClock {
             sinks: &sinks,
             indicators: &summary,
             map_sizes: kernel.sizes(),
-            map_entries: (entries.endpoints.len(), entries.nets.len()),
+            map_entries: kernel.installed_entries(),
             rules: &rules,
         };
         HealthRecord::new(&inputs).emit(pipeline.sinks(), unix_ns);

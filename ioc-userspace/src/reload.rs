@@ -85,6 +85,16 @@ pub struct Reloader {
     fingerprints: Vec<Option<Fingerprint>>,
     reloads: u64,
     failures: u64,
+    last: Option<LastReload>,
+}
+
+/// The most recent reload, for `iocmon status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastReload {
+    pub at: std::time::SystemTime,
+    pub why: &'static str,
+    /// `None` when it succeeded, else why it failed (the running set was kept).
+    pub error: Option<String>,
 }
 
 /// Outcome of one applied reload.
@@ -113,6 +123,7 @@ impl Reloader {
             fingerprints,
             reloads: 0,
             failures: 0,
+            last: None,
         }
     }
 
@@ -165,6 +176,11 @@ impl Reloader {
         match result {
             Ok(report) => {
                 self.reloads += 1;
+                self.last = Some(LastReload {
+                    at: std::time::SystemTime::now(),
+                    why,
+                    error: None,
+                });
                 log::info!(
                     "reloaded indicators ({why}): {} loaded, {} filtered out, kernel maps: \
                      {} added or changed, {} removed",
@@ -176,6 +192,11 @@ impl Reloader {
             }
             Err(err) => {
                 self.failures += 1;
+                self.last = Some(LastReload {
+                    at: std::time::SystemTime::now(),
+                    why,
+                    error: Some(format!("{err:#}")),
+                });
                 log::error!(
                     "indicator reload ({why}) failed; keeping the {} indicators in use: {err:#}",
                     pipeline.iocs().len()
@@ -195,7 +216,7 @@ impl Reloader {
         pipeline: &mut Pipeline,
     ) -> Result<ReloadReport> {
         let set = self.build_set(parsed);
-        let entries = KernelEntries::from_set(&set, self.sources.match_options);
+        let entries = KernelEntries::from_set(&set, &self.sources.match_options);
         let sync = kernel.sync_indicators(entries)?;
         let indicators = set.len();
         pipeline.replace_iocs(set);
@@ -225,5 +246,22 @@ impl Reloader {
 
     pub fn counts(&self) -> (u64, u64) {
         (self.reloads, self.failures)
+    }
+
+    pub fn last(&self) -> Option<&LastReload> {
+        self.last.as_ref()
+    }
+
+    /// Takes over the ids a previous agent gave the indicators in the kernel maps, so
+    /// events it left in a pinned ring buffer name the right indicators.
+    pub fn seed_ids(&mut self, entries: &KernelEntries) -> usize {
+        self.ids.seed(entries.indicator_ids())
+    }
+
+    /// Replaces the sources (after a configuration reload); the next load uses them.
+    pub fn set_sources(&mut self, sources: IndicatorSources, rules_file: Option<PathBuf>) {
+        self.fingerprints = sources.files.iter().map(fingerprint).collect();
+        self.sources = sources;
+        self.rules_file = rules_file;
     }
 }

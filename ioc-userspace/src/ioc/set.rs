@@ -26,6 +26,21 @@ impl IdAllocator {
         self.next
     }
 
+    /// Gives `values` the ids they had before (in a previous agent); later new values get
+    /// ids above all of them. Returns how many were taken over.
+    pub fn seed(&mut self, values: impl IntoIterator<Item = (IocValue, KernelId)>) -> usize {
+        let mut seeded = 0;
+        for (value, id) in values {
+            if id == 0 {
+                continue;
+            }
+            self.next = self.next.max(id);
+            self.ids.insert(value, id);
+            seeded += 1;
+        }
+        seeded
+    }
+
     /// Forgets values no longer loaded (their ids are not reused).
     pub fn retain(&mut self, live: &HashSet<&IocValue>) {
         self.ids.retain(|value, _| live.contains(value));

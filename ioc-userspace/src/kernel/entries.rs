@@ -3,10 +3,15 @@
 
 use std::{collections::HashMap, hash::Hash, net::IpAddr};
 
-use ioc_common::{v4_mapped, EndpointKey, IocValue, IOC_FLAG_FROM_ENDPOINT};
+use ioc_common::{
+    v4_mapped, EndpointKey, IocValue, IOC_FLAG_BLOCK, IOC_FLAG_FROM_ENDPOINT, IOC_FLAG_RESOLVED,
+};
 use ipnet::IpNet;
 
-use crate::ioc::{IndicatorValue, IocSet};
+use crate::{
+    enforce::Enforcement,
+    ioc::{IndicatorValue, IocSet},
+};
 
 /// Key of an `IOC_NETS` entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -27,16 +32,19 @@ impl NetKey {
 }
 
 /// How indicators become kernel entries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MatchOptions {
     /// An `ip:port` indicator also matches its address on other ports (a weaker match).
     pub endpoint_address_match: bool,
+    /// Which entries carry `IOC_FLAG_BLOCK`.
+    pub enforcement: Enforcement,
 }
 
 impl Default for MatchOptions {
     fn default() -> Self {
         Self {
             endpoint_address_match: true,
+            enforcement: Enforcement::default(),
         }
     }
 }
@@ -55,6 +63,28 @@ fn addr16(addr: IpAddr) -> [u8; 16] {
     }
 }
 
+/// The address a 16-byte key holds (IPv4 when v4-mapped, as indicators have it).
+fn ip_of(addr: [u8; 16]) -> IpAddr {
+    IpAddr::V6(std::net::Ipv6Addr::from(addr)).to_canonical()
+}
+
+/// The indicator a `IOC_NETS` key was made from.
+fn net_value(key: &NetKey) -> Option<IndicatorValue> {
+    let ip = ip_of(key.addr);
+    if key.prefix_len == 128 {
+        return Some(IndicatorValue::Address(ip));
+    }
+    let net = match ip {
+        IpAddr::V4(v4) => IpNet::V4(
+            ipnet::Ipv4Net::new(v4, u8::try_from(key.prefix_len.checked_sub(96)?).ok()?).ok()?,
+        ),
+        IpAddr::V6(v6) => {
+            IpNet::V6(ipnet::Ipv6Net::new(v6, u8::try_from(key.prefix_len).ok()?).ok()?)
+        }
+    };
+    Some(IndicatorValue::Network(net))
+}
+
 fn net_key(net: IpNet) -> NetKey {
     match net {
         IpNet::V4(v4) => NetKey {
@@ -69,11 +99,16 @@ fn net_key(net: IpNet) -> NetKey {
 }
 
 impl KernelEntries {
-    pub fn from_set(set: &IocSet, options: MatchOptions) -> Self {
+    pub fn from_set(set: &IocSet, options: &MatchOptions) -> Self {
         let mut entries = Self::default();
         let mut endpoint_addresses = Vec::new();
         for (id, indicator) in set.iter() {
-            let value = IocValue { id, flags: 0 };
+            let flags = if options.enforcement.blocks(indicator) {
+                IOC_FLAG_BLOCK
+            } else {
+                0
+            };
+            let value = IocValue { id, flags };
             let Some(network) = indicator.value.network() else {
                 continue; // domains, URLs and hashes have no kernel entry
             };
@@ -97,6 +132,8 @@ impl KernelEntries {
         }
         if options.endpoint_address_match {
             // After the address indicators, so a real address indicator wins the slot.
+            // Never blocking: the indicator named another port, and refusing every port
+            // of a shared host would be a guess.
             for (addr, id) in endpoint_addresses {
                 let key = NetKey {
                     prefix_len: 128,
@@ -113,6 +150,24 @@ impl KernelEntries {
 
     pub fn len(&self) -> usize {
         self.endpoints.len() + self.nets.len()
+    }
+
+    /// The indicator each entry stands for, with its id; the weaker address entries of
+    /// `ip:port` indicators and resolved addresses stand for none of their own.
+    pub fn indicator_ids(&self) -> Vec<(crate::ioc::IocValue, u32)> {
+        let endpoints = self.endpoints.iter().map(|(key, value)| {
+            let endpoint = std::net::SocketAddr::new(ip_of(key.addr), key.port);
+            (IndicatorValue::Endpoint(endpoint), value.id)
+        });
+        let nets = self
+            .nets
+            .iter()
+            .filter(|(_, value)| value.flags & (IOC_FLAG_FROM_ENDPOINT | IOC_FLAG_RESOLVED) == 0)
+            .filter_map(|(key, value)| Some((net_value(key)?, value.id)));
+        endpoints
+            .chain(nets)
+            .map(|(net, id)| (crate::ioc::IocValue::Net(net), id))
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -154,7 +209,7 @@ mod tests {
 
     #[test]
     fn endpoint_also_matches_its_address_weakly() {
-        let entries = KernelEntries::from_set(&set(&["127.0.0.2:4444"]), MatchOptions::default());
+        let entries = KernelEntries::from_set(&set(&["127.0.0.2:4444"]), &MatchOptions::default());
         let key = EndpointKey::new(v4_mapped([127, 0, 0, 2]), 4444);
         assert_eq!(entries.endpoints[&key], IocValue { id: 1, flags: 0 });
         let net = NetKey {
@@ -170,8 +225,9 @@ mod tests {
         );
         let strict = KernelEntries::from_set(
             &set(&["127.0.0.2:4444"]),
-            MatchOptions {
+            &MatchOptions {
                 endpoint_address_match: false,
+                ..MatchOptions::default()
             },
         );
         assert!(strict.nets.is_empty());
@@ -181,7 +237,7 @@ mod tests {
     fn address_indicator_wins_over_endpoint_address() {
         let entries = KernelEntries::from_set(
             &set(&["127.0.0.2:4444", "127.0.0.2"]),
-            MatchOptions::default(),
+            &MatchOptions::default(),
         );
         let net = NetKey {
             prefix_len: 128,
@@ -192,8 +248,10 @@ mod tests {
 
     #[test]
     fn networks_are_v4_mapped_prefixes() {
-        let entries =
-            KernelEntries::from_set(&set(&["127.9.0.0/16", "fd00::/8"]), MatchOptions::default());
+        let entries = KernelEntries::from_set(
+            &set(&["127.9.0.0/16", "fd00::/8"]),
+            &MatchOptions::default(),
+        );
         assert!(entries.nets.contains_key(&NetKey {
             prefix_len: 112,
             addr: v4_mapped([127, 9, 0, 0])
@@ -204,6 +262,43 @@ mod tests {
             prefix_len: 8,
             addr: v6
         }));
+    }
+
+    #[test]
+    fn block_mode_flags_exact_entries_but_not_the_weak_address_match() {
+        let options = MatchOptions {
+            enforcement: Enforcement {
+                mode: crate::enforce::Mode::Block,
+                ..Enforcement::default()
+            },
+            ..MatchOptions::default()
+        };
+        let entries = KernelEntries::from_set(&set(&["127.0.0.2:4444", "127.0.0.3"]), &options);
+        let endpoint = EndpointKey::new(v4_mapped([127, 0, 0, 2]), 4444);
+        assert_eq!(entries.endpoints[&endpoint].flags, IOC_FLAG_BLOCK);
+        let address = NetKey::host("127.0.0.3".parse().unwrap());
+        assert_eq!(entries.nets[&address].flags, IOC_FLAG_BLOCK);
+        let weak = NetKey::host("127.0.0.2".parse().unwrap());
+        assert_eq!(entries.nets[&weak].flags, IOC_FLAG_FROM_ENDPOINT);
+    }
+
+    #[test]
+    fn entries_give_back_the_indicators_and_ids_they_came_from() {
+        let original = set(&[
+            "127.0.0.2:4444",
+            "127.0.0.3",
+            "127.9.0.0/16",
+            "fd00::/8",
+            "::1",
+        ]);
+        let entries = KernelEntries::from_set(&original, &MatchOptions::default());
+        let mut recovered = entries.indicator_ids();
+        recovered.sort_by_key(|(_, id)| *id);
+        let expected: Vec<_> = original
+            .iter()
+            .map(|(id, indicator)| (indicator.value.clone(), id))
+            .collect();
+        assert_eq!(recovered, expected);
     }
 
     #[test]

@@ -7,20 +7,23 @@ pub mod cgroup;
 mod entries;
 mod events;
 mod offsets;
+pub mod pin;
 
 use std::{os::fd::AsFd as _, path::Path};
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
-    maps::{lpm_trie::Key as LpmKey, Array, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray},
+    maps::{
+        lpm_trie::Key as LpmKey, Array, HashMap as BpfHashMap, LpmTrie, Map, MapData, PerCpuArray,
+    },
     programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, TracePoint},
     Ebpf, EbpfLoader,
 };
 use ioc_common::{
-    comm_key, stat, CommKey, EndpointKey, IocValue, TaskOffsets, MAP_EVENTS, MAP_IOC_ENDPOINTS,
-    MAP_IOC_NETS, MAP_SETTINGS, MAP_STATS, MAP_TASK_OFFSETS, MAP_WATCHED_COMMS, PROG_CONNECT4,
-    PROG_CONNECT6, PROG_DNS_EGRESS, PROG_DNS_INGRESS, PROG_EXEC, PROG_EXIT, PROG_SENDMSG4,
-    PROG_SENDMSG6, PROG_SOCK_STATE, SETTINGS_FLAGS,
+    comm_key, stat, CommKey, EndpointKey, IocValue, TaskOffsets, IOC_FLAG_RESOLVED, MAP_EVENTS,
+    MAP_IOC_ENDPOINTS, MAP_IOC_NETS, MAP_NAMES, MAP_SETTINGS, MAP_STATS, MAP_TASK_OFFSETS,
+    MAP_WATCHED_COMMS, PROG_CONNECT4, PROG_CONNECT6, PROG_DNS_EGRESS, PROG_DNS_INGRESS, PROG_EXEC,
+    PROG_EXIT, PROG_SENDMSG4, PROG_SENDMSG6, PROG_SOCK_STATE, SETTINGS_FLAGS,
 };
 
 pub use entries::{diff, KernelEntries, MatchOptions, NetKey};
@@ -88,6 +91,23 @@ pub struct KernelStats {
     pub blocked: u64,
 }
 
+/// The state of a pinned generation, read from its maps and links.
+#[derive(Clone, Debug)]
+pub struct PinnedStatus {
+    pub programs: Vec<AttachedProgram>,
+    pub stats: KernelStats,
+    /// The `SETTING_*` flag word.
+    pub settings: u32,
+    /// (entries, capacity) of `IOC_ENDPOINTS` and `IOC_NETS`.
+    pub endpoints: (usize, u32),
+    pub nets: (usize, u32),
+    /// Of the `IOC_NETS` entries, addresses resolved from domain indicators.
+    pub resolved: usize,
+    pub watched: usize,
+    /// (unread bytes, size) of the ring buffer.
+    pub ring: (usize, usize),
+}
+
 /// What a call to [`Kernel::sync_indicators`] changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyncReport {
@@ -95,9 +115,12 @@ pub struct SyncReport {
     pub removed: usize,
 }
 
-/// The loaded programs and their maps. Dropping it detaches and unloads everything.
+/// The programs and their maps. Dropping it detaches and unloads everything this agent
+/// attached, except what is pinned (service mode), which stays in the kernel.
 pub struct Kernel {
-    ebpf: Ebpf,
+    /// Programs this agent loaded; `None` when it adopted pinned ones.
+    ebpf: Option<Ebpf>,
+    maps: std::collections::HashMap<&'static str, Map>,
     sizes: MapSizes,
     installed: KernelEntries,
     /// Addresses domain indicators resolved to, with their expiry. They live in
@@ -133,12 +156,184 @@ impl Kernel {
                 .load()
                 .with_context(|| format!("the kernel refused program {name}"))?;
         }
+        // The programs hold their own references to the maps; the agent keeps the handles.
+        let mut maps = std::collections::HashMap::new();
+        for name in MAP_NAMES {
+            let map = ebpf
+                .take_map(name)
+                .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))?;
+            maps.insert(name, map);
+        }
         Ok(Self {
-            ebpf,
+            ebpf: Some(ebpf),
+            maps,
             sizes,
             installed: KernelEntries::default(),
             resolved: std::collections::HashMap::new(),
         })
+    }
+
+    /// Takes over the programs, links and maps a previous agent pinned in `dir` (a
+    /// generation of the same build): nothing is detached or reattached, so recording and
+    /// blocking never stop. Addresses resolved from domain indicators are dropped (their
+    /// TTLs were the previous agent's); the next answer brings them back.
+    pub fn adopt(dir: &Path) -> Result<(Self, Vec<AttachedProgram>)> {
+        let mut maps = std::collections::HashMap::new();
+        for name in MAP_NAMES {
+            let path = pin::map_path(dir, name);
+            let data = MapData::from_pin(&path)
+                .with_context(|| format!("opening pinned map {}", path.display()))?;
+            maps.insert(name, Map::from_map_data(data)?);
+        }
+        let attached = pin::pinned_programs(dir, &all_program_names())?;
+        let max_entries = |name: &str| -> Result<u32> {
+            Ok(match maps.get(name) {
+                Some(Map::HashMap(data)) | Some(Map::LpmTrie(data)) | Some(Map::RingBuf(data)) => {
+                    data.info()?.max_entries()
+                }
+                _ => return Err(anyhow!("pinned map {name} has an unexpected type")),
+            })
+        };
+        let sizes = MapSizes {
+            endpoints: max_entries(MAP_IOC_ENDPOINTS)?,
+            nets: max_entries(MAP_IOC_NETS)?,
+            ringbuf_bytes: max_entries(MAP_EVENTS)?,
+        };
+        let mut kernel = Self {
+            ebpf: None,
+            maps,
+            sizes,
+            installed: KernelEntries::default(),
+            resolved: std::collections::HashMap::new(),
+        };
+        let (installed, resolved) = kernel.read_entries()?;
+        {
+            let mut nets: LpmTrie<&mut MapData, [u8; 16], IocValue> =
+                kernel.map_mut(MAP_IOC_NETS)?.try_into()?;
+            for key in resolved {
+                nets.remove(&LpmKey::new(key.prefix_len, key.addr))?;
+            }
+        }
+        kernel.installed = installed;
+        Ok((kernel, attached))
+    }
+
+    /// The static entries of the indicator maps, and the keys of resolved addresses.
+    fn read_entries(&self) -> Result<(KernelEntries, Vec<NetKey>)> {
+        let mut entries = KernelEntries::default();
+        let endpoints: BpfHashMap<&MapData, EndpointKey, IocValue> =
+            self.map(MAP_IOC_ENDPOINTS)?.try_into()?;
+        for item in endpoints.iter() {
+            let (key, value) = item?;
+            entries.endpoints.insert(key, value);
+        }
+        let nets: LpmTrie<&MapData, [u8; 16], IocValue> = self.map(MAP_IOC_NETS)?.try_into()?;
+        let mut resolved = Vec::new();
+        for item in nets.iter() {
+            let (key, value) = item?;
+            let key = NetKey {
+                prefix_len: key.prefix_len(),
+                addr: key.data(),
+            };
+            if value.flags & IOC_FLAG_RESOLVED != 0 {
+                resolved.push(key);
+            } else {
+                entries.nets.insert(key, value);
+            }
+        }
+        Ok((entries, resolved))
+    }
+
+    /// A read-only view of the maps pinned in `dir` (no programs).
+    fn open_pinned(dir: &Path, names: &[&'static str]) -> Result<Self> {
+        let mut maps = std::collections::HashMap::new();
+        for name in names {
+            let path = pin::map_path(dir, name);
+            let data = MapData::from_pin(&path)
+                .with_context(|| format!("opening pinned map {}", path.display()))?;
+            maps.insert(*name, Map::from_map_data(data)?);
+        }
+        Ok(Self {
+            ebpf: None,
+            maps,
+            sizes: MapSizes {
+                endpoints: 0,
+                nets: 0,
+                ringbuf_bytes: 0,
+            },
+            installed: KernelEntries::default(),
+            resolved: std::collections::HashMap::new(),
+        })
+    }
+
+    /// The indicator entries pinned in `dir`, to carry their ids over to a new agent.
+    pub fn pinned_entries(dir: &Path) -> Result<KernelEntries> {
+        Ok(Self::open_pinned(dir, &[MAP_IOC_ENDPOINTS, MAP_IOC_NETS])?
+            .read_entries()?
+            .0)
+    }
+
+    /// What the generation pinned in `dir` is doing, for `iocmon status`.
+    pub fn pinned_status(dir: &Path) -> Result<PinnedStatus> {
+        let mut view = Self::open_pinned(dir, &MAP_NAMES)?;
+        let programs = pin::pinned_programs(dir, &all_program_names())?;
+        let (entries, resolved) = view.read_entries()?;
+        let capacity = |name: &str| -> u32 {
+            view.map(name)
+                .ok()
+                .and_then(|map| match map {
+                    Map::HashMap(data) | Map::LpmTrie(data) => data.info().ok(),
+                    _ => None,
+                })
+                .map_or(0, |info| info.max_entries())
+        };
+        let settings: Array<&MapData, u32> = view.map(MAP_SETTINGS)?.try_into()?;
+        let settings = settings.get(&SETTINGS_FLAGS, 0)?;
+        let watched: BpfHashMap<&MapData, CommKey, u8> = view.map(MAP_WATCHED_COMMS)?.try_into()?;
+        let watched = watched.keys().filter(Result::is_ok).count();
+        let stats = view.stats()?;
+        let endpoints = (entries.endpoints.len(), capacity(MAP_IOC_ENDPOINTS));
+        let nets = (entries.nets.len() + resolved.len(), capacity(MAP_IOC_NETS));
+        let events = view
+            .maps
+            .remove(MAP_EVENTS)
+            .ok_or_else(|| anyhow!("map {MAP_EVENTS} missing"))?;
+        let ring = events::unread(events)?;
+        Ok(PinnedStatus {
+            programs,
+            stats,
+            settings,
+            endpoints,
+            nets,
+            resolved: resolved.len(),
+            watched,
+            ring,
+        })
+    }
+
+    /// Ends a generation another agent pinned: detaches its programs (ours are attached
+    /// already), passes the events left in its ring buffer to `handle` when they have
+    /// this build's layout, and removes it. Returns how many events were read and how
+    /// many bytes of events of another layout were discarded.
+    pub fn retire(
+        generation: &pin::Generation,
+        handle: impl FnMut(&[u8]),
+    ) -> Result<(usize, usize)> {
+        let dir = &generation.path;
+        let events = MapData::from_pin(pin::map_path(dir, MAP_EVENTS))
+            .ok()
+            .and_then(|data| Map::from_map_data(data).ok());
+        pin::remove_links(dir)?;
+        let mut report = (0, 0);
+        if let Some(events) = events {
+            if generation.same_layout() {
+                report.0 = EventReader::new(events)?.drain(handle)?;
+            } else {
+                report.1 = events::unread(events)?.0;
+            }
+        }
+        pin::remove_generation(dir)?;
+        Ok(report)
     }
 
     pub fn sizes(&self) -> MapSizes {
@@ -147,20 +342,51 @@ impl Kernel {
 
     /// Gives the exec program this kernel's structure offsets, then attaches the
     /// process tracepoints, then the socket programs on `cgroup_root` (beside any other
-    /// programs already there).
+    /// programs already there). The links live as long as this value.
     pub fn attach(&mut self, cgroup_root: &Path) -> Result<Vec<AttachedProgram>> {
+        self.attach_inner(cgroup_root, None)
+    }
+
+    /// As [`Kernel::attach`], but first pins every map and program in `dir`, and pins
+    /// each link there as it is made, so all of it outlives the agent.
+    pub fn attach_pinned(
+        &mut self,
+        cgroup_root: &Path,
+        dir: &Path,
+    ) -> Result<Vec<AttachedProgram>> {
+        for (name, map) in &self.maps {
+            let path = pin::map_path(dir, name);
+            map.pin(&path)
+                .with_context(|| format!("pinning map {}", path.display()))?;
+        }
+        self.attach_inner(cgroup_root, Some(dir))
+    }
+
+    fn attach_inner(
+        &mut self,
+        cgroup_root: &Path,
+        pin_dir: Option<&Path>,
+    ) -> Result<Vec<AttachedProgram>> {
         let task_offsets = offsets::task_offsets()?;
         let mut table: Array<&mut MapData, TaskOffsets> =
             self.map_mut(MAP_TASK_OFFSETS)?.try_into()?;
         table.set(0, task_offsets, 0)?;
+        let ebpf = self
+            .ebpf
+            .as_mut()
+            .ok_or_else(|| anyhow!("adopted programs are attached already"))?;
 
         let mut attached =
             Vec::with_capacity(TRACEPOINTS.len() + SKB_PROGRAMS.len() + SOCK_PROGRAMS.len());
         for (name, category, event) in TRACEPOINTS {
-            let program: &mut TracePoint = program_mut(&mut self.ebpf, name)?.try_into()?;
-            program
+            let program: &mut TracePoint = program_mut(ebpf, name)?.try_into()?;
+            let link = program
                 .attach(category, event)
                 .with_context(|| format!("attaching {name} to {category}/{event}"))?;
+            if let Some(dir) = pin_dir {
+                program.pin(pin::program_path(dir, name))?;
+                pin::pin_link(program.take_link(link)?, dir, name)?;
+            }
             let id = program.info().map(|info| info.id()).unwrap_or_default();
             attached.push(AttachedProgram { name, id });
         }
@@ -169,18 +395,26 @@ impl Kernel {
             .with_context(|| format!("opening cgroup {}", cgroup_root.display()))?;
         let mode = attach_mode();
         for (name, attach_type) in SKB_PROGRAMS {
-            let program: &mut CgroupSkb = program_mut(&mut self.ebpf, name)?.try_into()?;
-            program
+            let program: &mut CgroupSkb = program_mut(ebpf, name)?.try_into()?;
+            let link = program
                 .attach(cgroup.as_fd(), attach_type, mode)
                 .with_context(|| format!("attaching {name} to {}", cgroup_root.display()))?;
+            if let Some(dir) = pin_dir {
+                program.pin(pin::program_path(dir, name))?;
+                pin::pin_link(program.take_link(link)?, dir, name)?;
+            }
             let id = program.info().map(|info| info.id()).unwrap_or_default();
             attached.push(AttachedProgram { name, id });
         }
         for name in SOCK_PROGRAMS {
-            let program: &mut CgroupSockAddr = program_mut(&mut self.ebpf, name)?.try_into()?;
-            program
+            let program: &mut CgroupSockAddr = program_mut(ebpf, name)?.try_into()?;
+            let link = program
                 .attach(cgroup.as_fd(), mode)
                 .with_context(|| format!("attaching {name} to {}", cgroup_root.display()))?;
+            if let Some(dir) = pin_dir {
+                program.pin(pin::program_path(dir, name))?;
+                pin::pin_link(program.take_link(link)?, dir, name)?;
+            }
             let id = program.info().map(|info| info.id()).unwrap_or_default();
             attached.push(AttachedProgram { name, id });
         }
@@ -236,8 +470,8 @@ impl Kernel {
         let (net_upserts, net_removals) = diff(&self.installed.nets, &wanted.nets);
         {
             let [endpoints, nets] = self
-                .ebpf
-                .maps_disjoint_mut([MAP_IOC_ENDPOINTS, MAP_IOC_NETS]);
+                .maps
+                .get_disjoint_mut([MAP_IOC_ENDPOINTS, MAP_IOC_NETS]);
             let mut endpoints: BpfHashMap<&mut MapData, EndpointKey, IocValue> = endpoints
                 .ok_or_else(|| anyhow!("map {MAP_IOC_ENDPOINTS} missing"))?
                 .try_into()?;
@@ -314,8 +548,8 @@ impl Kernel {
         let installed = &self.installed.nets;
         let static_keys: Vec<bool> = expired.iter().map(|k| installed.contains_key(k)).collect();
         let mut nets: LpmTrie<&mut MapData, [u8; 16], IocValue> = self
-            .ebpf
-            .map_mut(MAP_IOC_NETS)
+            .maps
+            .get_mut(MAP_IOC_NETS)
             .ok_or_else(|| anyhow!("map {MAP_IOC_NETS} missing"))?
             .try_into()?;
         for (key, is_static) in expired.iter().zip(static_keys) {
@@ -336,18 +570,14 @@ impl Kernel {
     /// The ring buffer reader. Can be taken once.
     pub fn take_event_reader(&mut self) -> Result<EventReader> {
         let map = self
-            .ebpf
-            .take_map(MAP_EVENTS)
+            .maps
+            .remove(MAP_EVENTS)
             .ok_or_else(|| anyhow!("map {MAP_EVENTS} missing or already taken"))?;
         EventReader::new(map)
     }
 
     pub fn stats(&self) -> Result<KernelStats> {
-        let map = self
-            .ebpf
-            .map(MAP_STATS)
-            .ok_or_else(|| anyhow!("map {MAP_STATS} missing"))?;
-        let stats: PerCpuArray<&MapData, u64> = map.try_into()?;
+        let stats: PerCpuArray<&MapData, u64> = self.map(MAP_STATS)?.try_into()?;
         let mut sums = [0u64; stat::COUNT as usize];
         for (index, sum) in sums.iter_mut().enumerate() {
             *sum = stats.get(&(index as u32), 0)?.iter().sum();
@@ -396,11 +626,26 @@ impl Kernel {
         list
     }
 
-    fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
-        self.ebpf
-            .map_mut(name)
+    fn map_mut(&mut self, name: &str) -> Result<&mut Map> {
+        self.maps
+            .get_mut(name)
             .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
     }
+
+    fn map(&self, name: &str) -> Result<&Map> {
+        self.maps
+            .get(name)
+            .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
+    }
+}
+
+fn all_program_names() -> Vec<&'static str> {
+    TRACEPOINTS
+        .iter()
+        .map(|(name, _, _)| *name)
+        .chain(SKB_PROGRAMS.iter().map(|(name, _)| *name))
+        .chain(SOCK_PROGRAMS)
+        .collect()
 }
 
 fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {

@@ -110,6 +110,21 @@ impl Sinks {
             .collect()
     }
 
+    /// Waits (up to `timeout`) until every sink has written, spooled or counted as lost
+    /// every record queued so far. Returns whether they all did.
+    pub fn wait_settled(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.sinks.iter().all(|sink| sink.settled()) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+    }
+
     /// Writes out everything queued, flushes and stops every sink.
     pub fn close(self) -> Vec<(String, SinkStats)> {
         self.sinks

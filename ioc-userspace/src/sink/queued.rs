@@ -48,6 +48,10 @@ pub struct SinkCounters {
     pub spooled_total: AtomicU64,
     pub replayed: AtomicU64,
     pub spool_full: AtomicU64,
+    /// Records taken into the queue, and how many of those the writer has finished with
+    /// (written, spooled or counted lost).
+    pub accepted: AtomicU64,
+    pub settled: AtomicU64,
 }
 
 impl SinkCounters {
@@ -178,7 +182,7 @@ impl QueuedSink {
             return;
         };
         match sender.try_send(record) {
-            Ok(()) => {}
+            Ok(()) => SinkCounters::add(&self.counters.accepted, 1),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 SinkCounters::add(&self.counters.queue_full, 1);
             }
@@ -187,6 +191,12 @@ impl QueuedSink {
 
     pub fn stats(&self) -> SinkStats {
         self.counters.snapshot()
+    }
+
+    /// Whether the writer has finished with every record queued so far.
+    pub fn settled(&self) -> bool {
+        self.counters.settled.load(Ordering::Acquire)
+            >= self.counters.accepted.load(Ordering::Acquire)
     }
 
     /// Writes out everything queued, flushes and stops the writer.
@@ -230,10 +240,13 @@ fn write_loop(receiver: &Receiver<Record>, output: &mut dyn Output, counters: &S
             },
         };
         output.write(&first, counters);
+        let mut burst = 1;
         while let Ok(record) = receiver.try_recv() {
             output.write(&record, counters);
+            burst += 1;
         }
         output.flush(counters);
+        counters.settled.fetch_add(burst, Ordering::Release);
     }
     output.close(counters);
 }

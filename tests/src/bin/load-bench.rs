@@ -89,7 +89,7 @@ fn run() -> anyhow::Result<()> {
     let start = Instant::now();
     let mut ids = IdAllocator::default();
     let set = IocSet::build(parsed, &mut ids);
-    let entries = KernelEntries::from_set(&set, MatchOptions::default());
+    let entries = KernelEntries::from_set(&set, &MatchOptions::default());
     let build_s = start.elapsed().as_secs_f64();
     let entry_count = entries.len();
 
@@ -110,7 +110,7 @@ fn run() -> anyhow::Result<()> {
         &Filter::default(),
     )?;
     let new_set = IocSet::build(parsed, &mut ids);
-    let new_entries = KernelEntries::from_set(&new_set, MatchOptions::default());
+    let new_entries = KernelEntries::from_set(&new_set, &MatchOptions::default());
     let reload_prepare_s = start.elapsed().as_secs_f64();
     let start = Instant::now();
     let sync = kernel.sync_indicators(new_entries)?;
