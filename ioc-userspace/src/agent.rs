@@ -17,8 +17,9 @@ use crate::{
         Filter, Format,
     },
     kernel::{
-        cgroup::cgroup2_root, pin::PinDir, Kernel, KernelEntries, KernelStats, MapSizes,
-        MatchOptions,
+        cgroup::cgroup2_root,
+        pin::{remove_generation, PinDir},
+        Kernel, KernelEntries, KernelStats, MapSizes, MatchOptions,
     },
     pipeline::{Pipeline, PipelineOptions, PipelineParts},
     privilege,
@@ -195,7 +196,6 @@ async fn run_async(options: RunOptions) -> Result<()> {
     kernel.set_watched_comms(&options.watched_comms)?;
     kernel.sync_indicators(entries)?;
     kernel.set_settings(settings_flags(&options))?;
-    let mut reader = kernel.take_event_reader()?;
 
     // Handlers go in before readiness is announced, so a stop right after it is clean.
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -204,13 +204,24 @@ async fn run_async(options: RunOptions) -> Result<()> {
     let attached = match (adopted_programs, &pin_dir) {
         (Some(attached), _) => attached,
         (None, Some(dir)) => {
-            let incoming = dir.incoming()?;
-            let attached = kernel.attach_pinned(&cgroup, &incoming)?;
-            generation = Some(dir.commit_incoming()?);
-            attached
+            let fresh = dir.create_generation()?;
+            match kernel.attach_pinned(&cgroup, &fresh.path) {
+                Ok(attached) => {
+                    generation = Some(fresh);
+                    attached
+                }
+                Err(err) => {
+                    // Nothing half-attached may outlive us.
+                    if let Err(cleanup) = remove_generation(&fresh.path) {
+                        log::error!("removing {}: {cleanup:#}", fresh.path.display());
+                    }
+                    return Err(err);
+                }
+            }
         }
         (None, None) => kernel.attach(&cgroup)?,
     };
+    let mut reader = kernel.take_event_reader()?;
     // Before any thread exists (capabilities are per thread; new threads inherit them).
     let capabilities = privilege::drop_all_but(&privilege::needed_after_attach())
         .context("dropping capabilities")?;

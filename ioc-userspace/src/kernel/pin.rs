@@ -2,12 +2,15 @@
 //!
 //! ```text
 //! /sys/fs/bpf/iocmon/                  the pin directory (locked by the running agent)
-//!   v1-3f2a9c0d1e2b4a5c.7/             one generation: layout version, build tag, sequence
+//!   v1-3f2a9c0d1e2b4a5c-7/             one generation: layout version, build tag, sequence
 //!     map_IOC_ENDPOINTS ... map_EVENTS every map
 //!     prog_ioc_connect4 ...            every program
 //!     link_ioc_connect4 ...            every link: while pinned, the program stays attached
-//!   incoming/                          a generation being built (removed if left over)
 //! ```
+//!
+//! bpffs refuses names with dots and cannot rename directories, so a generation is built
+//! under its final name; one left incomplete by an agent that died while starting fails
+//! adoption and is replaced.
 //!
 //! A generation of the same layout and build is adopted as it is. Anything else is
 //! replaced: the new generation is attached first, then the old one's links are removed,
@@ -29,7 +32,6 @@ use super::{AttachedProgram, OBJECT};
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 /// Where bpffs is normally mounted.
 const BPFFS_ROOT: &str = "/sys/fs/bpf";
-const INCOMING: &str = "incoming";
 
 pub fn map_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("map_{name}"))
@@ -93,7 +95,7 @@ pub(super) fn pinned_programs(dir: &Path, names: &[&'static str]) -> Result<Vec<
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Generation {
     pub path: PathBuf,
-    /// `v1-3f2a9c0d1e2b4a5c`: layout version and build tag.
+    /// `v1-3f2a9c0d1e2b4a5c`: layout version and build tag (bpffs allows no dots).
     pub prefix: String,
     pub sequence: u64,
 }
@@ -101,7 +103,7 @@ pub struct Generation {
 impl Generation {
     fn parse(path: PathBuf) -> Option<Self> {
         let name = path.file_name()?.to_str()?;
-        let (prefix, sequence) = name.rsplit_once('.')?;
+        let (prefix, sequence) = name.rsplit_once('-')?;
         let sequence = sequence.parse().ok()?;
         prefix.starts_with('v').then(|| Self {
             prefix: prefix.to_string(),
@@ -131,26 +133,16 @@ pub struct PinDir {
 }
 
 impl PinDir {
-    /// Creates (and if need be mounts bpffs for) `path`, takes its lock, and removes a
-    /// generation left half-built by an agent that died while starting.
+    /// Creates (and if need be mounts bpffs for) `path` and takes its lock.
     pub fn open(path: &Path) -> Result<Self> {
         ensure_bpffs(path)?;
         std::fs::create_dir_all(path)
             .with_context(|| format!("creating pin directory {}", path.display()))?;
         let lock = lock(path)?;
-        let dir = Self {
+        Ok(Self {
             path: path.to_path_buf(),
             _lock: lock,
-        };
-        let incoming = dir.path.join(INCOMING);
-        if incoming.exists() {
-            let removed = remove_generation(&incoming)?;
-            log::warn!(
-                "removed {removed} objects of a generation left half-built in {}",
-                incoming.display()
-            );
-        }
-        Ok(dir)
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -162,25 +154,16 @@ impl PinDir {
         generations(&self.path)
     }
 
-    /// An empty directory for a new generation.
-    pub fn incoming(&self) -> Result<PathBuf> {
-        let incoming = self.path.join(INCOMING);
-        std::fs::create_dir(&incoming)
-            .with_context(|| format!("creating {}", incoming.display()))?;
-        Ok(incoming)
-    }
-
-    /// Gives the incoming generation its final name.
-    pub fn commit_incoming(&self) -> Result<Generation> {
+    /// An empty directory for a new generation of this build.
+    pub fn create_generation(&self) -> Result<Generation> {
         let next = self
             .generations()?
             .iter()
             .map(|g| g.sequence + 1)
             .max()
             .unwrap_or(1);
-        let path = self.path.join(format!("{}.{next}", own_prefix()));
-        std::fs::rename(self.path.join(INCOMING), &path)
-            .with_context(|| format!("naming generation {}", path.display()))?;
+        let path = self.path.join(format!("{}-{next}", own_prefix()));
+        std::fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
         Generation::parse(path).ok_or_else(|| anyhow!("unparsable generation name"))
     }
 }
@@ -342,17 +325,17 @@ mod tests {
 
     #[test]
     fn generation_names_carry_layout_tag_and_sequence() {
-        let own = Generation::parse(PathBuf::from(format!("/p/{}.12", own_prefix()))).unwrap();
+        let own = Generation::parse(PathBuf::from(format!("/p/{}-12", own_prefix()))).unwrap();
         assert!(own.is_own() && own.same_layout());
         assert_eq!(own.sequence, 12);
         let other = Generation::parse(PathBuf::from(format!(
-            "/p/v{LAYOUT_VERSION}-0000000000000000.3"
+            "/p/v{LAYOUT_VERSION}-0000000000000000-3"
         )))
         .unwrap();
         assert!(!other.is_own() && other.same_layout());
-        let old = Generation::parse(PathBuf::from("/p/v0-0000000000000000.3")).unwrap();
+        let old = Generation::parse(PathBuf::from("/p/v0-0000000000000000-3")).unwrap();
         assert!(!old.same_layout());
-        assert_eq!(Generation::parse(PathBuf::from("/p/incoming")), None);
-        assert_eq!(Generation::parse(PathBuf::from("/p/v1-x.y")), None);
+        assert_eq!(Generation::parse(PathBuf::from("/p/other")), None);
+        assert_eq!(Generation::parse(PathBuf::from("/p/v1-x-y")), None);
     }
 }
