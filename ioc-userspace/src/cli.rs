@@ -1,6 +1,6 @@
 //! Command line: parsing, logging set-up, and dispatch to the commands.
 
-use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
+use std::{ffi::OsString, io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::{
     agent::PinOptions,
     agent::{self, RunOptions},
+    config::ConfigSource,
     detect::DEFAULT_WATCHED_COMMS,
     enforce::{BlockScope, Enforcement, Mode, Protocol},
     ioc::{feed::FeedConfig, load_sources, Filter, Format, IdAllocator, IocSet},
@@ -38,8 +39,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load indicators, attach to the cgroup v2 root and write records to stdout until
-    /// SIGINT or SIGTERM.
-    Run(Box<RunArgs>),
+    /// SIGINT or SIGTERM. Settings come from /etc/iocmon/iocmon.toml when it exists (see
+    /// --config); options on the command line win over the file.
+    Run(Box<RunCommand>),
+    /// Work with the configuration file of `iocmon run`.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Work with indicator files without touching the kernel.
     #[command(subcommand)]
     Iocs(IocsCommand),
@@ -78,6 +83,44 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration file merged with the defaults and print every setting
+    /// of `iocmon run` with where it comes from; exit 1 on any error. Touches no kernel.
+    Check {
+        /// The file to check [default: /etc/iocmon/iocmon.toml].
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `iocmon run`: where its settings file is, and the settings themselves.
+#[derive(Debug, Args)]
+pub struct RunCommand {
+    #[command(flatten)]
+    pub config_file: ConfigFileArgs,
+
+    #[command(flatten)]
+    pub options: RunArgs,
+}
+
+/// Which configuration file `iocmon run` reads. Only on the command line: these two are
+/// the only options that a configuration file cannot set.
+#[derive(Debug, Args)]
+pub struct ConfigFileArgs {
+    /// Read settings from this TOML file [default: /etc/iocmon/iocmon.toml, when it
+    /// exists]. Keys are the long options without `--`: `feed-interval = 60`,
+    /// `iocs = ["/a", "/b"]`, `all-connections = true`, `log-level = "debug"`. An option
+    /// given on the command line replaces the file's value (a list too). A missing FILE
+    /// is an error.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_config")]
+    pub config: Option<PathBuf>,
+
+    /// Do not read /etc/iocmon/iocmon.toml: only the command line and the defaults apply.
+    #[arg(long)]
+    pub no_config: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -391,9 +434,26 @@ impl RunArgs {
     }
 }
 
+/// Parses `args` (the whole command line, program name first), runs the command, and
+/// reports an error on stderr.
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let cli = Cli::parse_from(&args);
+    init_logging(cli.log_level);
+    match dispatch(cli, args) {
+        Ok(code) => code,
+        Err(err) => {
+            log::error!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr from now on, at `level` until [`set_log_level`] changes it.
 pub fn init_logging(level: log::LevelFilter) {
+    // The logger itself passes everything; `log`'s global maximum is the one filter, so
+    // the level can change later (from the configuration file, or at a reload).
     env_logger::Builder::new()
-        .filter_level(level)
+        .filter_level(log::LevelFilter::Trace)
         .format(|buf, record| {
             writeln!(
                 buf,
@@ -403,14 +463,26 @@ pub fn init_logging(level: log::LevelFilter) {
             )
         })
         .init();
+    set_log_level(level);
 }
 
-pub fn dispatch(cli: Cli) -> Result<ExitCode> {
+/// Changes which messages [`init_logging`]'s logger writes.
+pub fn set_log_level(level: log::LevelFilter) {
+    log::set_max_level(level);
+}
+
+/// Runs the parsed command. `args` is the command line `cli` came from: `run` re-reads it
+/// with the configuration file.
+pub fn dispatch(cli: Cli, args: Vec<OsString>) -> Result<ExitCode> {
     match cli.command {
-        Command::Run(args) => {
-            agent::run(args.into_options())?;
+        Command::Run(_) => {
+            let config = ConfigSource::new(args).load()?;
+            set_log_level(config.log_level);
+            log::info!("{}", config.file);
+            agent::run(config.options)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Config(ConfigCommand::Check { config }) => check_config(&args, config),
         Command::Replay { file, rules, json } => replay(&file, rules.as_deref(), json),
         Command::Status {
             pin_dir,
@@ -488,6 +560,18 @@ fn replay(file: &std::path::Path, rules: Option<&std::path::Path>, json: bool) -
     Ok(ExitCode::SUCCESS)
 }
 
+/// `iocmon config check`: loads the settings exactly as `iocmon run` would (a
+/// `--log-level` given here counts as the command line's) and prints them.
+fn check_config(args: &[OsString], config: Option<PathBuf>) -> Result<ExitCode> {
+    let loaded = ConfigSource::for_config_check(args, config.as_deref())?.load()?;
+    match loaded.file.path() {
+        Some(path) => println!("# {}: valid", path.display()),
+        None => println!("# {}: defaults apply", loaded.file),
+    }
+    print!("{}", loaded.settings_text());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn check_iocs(paths: &[PathBuf], args: &IndicatorArgs) -> ExitCode {
     match load_sources(paths, args.format, &args.filter()) {
         Ok((parsed, report)) => {
@@ -534,10 +618,10 @@ mod tests {
     #[test]
     fn watch_list_merges_defaults_and_extras() {
         let cli = Cli::parse_from(["iocmon", "run", "--watch", "python3", "--watch", "nc"]);
-        let Command::Run(args) = cli.command else {
+        let Command::Run(run) = cli.command else {
             panic!("not run")
         };
-        let options = args.into_options();
+        let options = run.options.into_options();
         assert!(options.watched_comms.contains(&"python3".to_string()));
         assert_eq!(
             options.watched_comms.iter().filter(|n| *n == "nc").count(),

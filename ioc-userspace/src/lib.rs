@@ -13,6 +13,7 @@
 pub mod agent;
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod container;
 pub mod detect;
 pub mod dns;
