@@ -24,6 +24,7 @@ use crate::{
     pipeline::{Pipeline, PipelineOptions, PipelineParts},
     privilege,
     process::{CacheLimits, ProcessCache},
+    reconfigure,
     reload::{IndicatorSources, Reloader},
     rules::RuleSet,
     sink,
@@ -75,12 +76,15 @@ pub struct PinOptions {
     pub status_file: PathBuf,
 }
 
-pub fn run(options: RunOptions) -> Result<()> {
+/// Produces the options afresh (configuration file and command line) at each SIGHUP.
+pub type Reconfigure = Box<dyn Fn() -> Result<RunOptions>>;
+
+pub fn run(options: RunOptions, reconfigure: Option<Reconfigure>) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the event loop")?;
-    runtime.block_on(run_async(options))
+    runtime.block_on(run_async(options, reconfigure))
 }
 
 /// The device's name as Defender shows it: the host name, lower-case.
@@ -92,7 +96,7 @@ fn device_name(explicit: Option<String>) -> String {
     })
 }
 
-async fn run_async(options: RunOptions) -> Result<()> {
+async fn run_async(mut options: RunOptions, reconfigure: Option<Reconfigure>) -> Result<()> {
     let (loads_done, mut loaded) = tokio::sync::mpsc::unbounded_channel();
     let mut reloader = Reloader::new(
         IndicatorSources {
@@ -371,6 +375,9 @@ async fn run_async(options: RunOptions) -> Result<()> {
                 health.emit(&kernel, &pipeline, false);
             }
             _ = sighup.recv() => {
+                if let Some(reconfigure) = &reconfigure {
+                    apply_configuration(reconfigure, &mut options, &mut kernel, &mut pipeline, &mut reloader);
+                }
                 reloader.start("SIGHUP");
                 reloader.reload_rules(&mut pipeline);
             }
@@ -423,6 +430,59 @@ async fn run_async(options: RunOptions) -> Result<()> {
         log::info!("rule {:?} excluded {} events", count.rule, count.excluded);
     }
     Ok(())
+}
+
+/// Re-reads the configuration and applies what can change while running: indicator
+/// sources and filters, match and block options (the maps are re-synced by the indicator
+/// reload that follows), rules, reporting choices and watched names. A bad configuration
+/// changes nothing.
+fn apply_configuration(
+    reconfigure: &Reconfigure,
+    options: &mut RunOptions,
+    kernel: &mut Kernel,
+    pipeline: &mut Pipeline,
+    reloader: &mut Reloader,
+) {
+    let new = match reconfigure() {
+        Ok(new) => new,
+        Err(err) => {
+            log::error!("configuration reload failed; keeping the running configuration: {err:#}");
+            return;
+        }
+    };
+    let waiting = reconfigure::restart_needed(options, &new);
+    if !waiting.is_empty() {
+        log::warn!(
+            "changed {} take effect at the next restart",
+            waiting.join(", ")
+        );
+    }
+    let new = reconfigure::live_options(options, new);
+    let mode_changed = new.match_options.enforcement != options.match_options.enforcement;
+    if new.watched_comms != options.watched_comms {
+        if let Err(err) = kernel.set_watched_comms(&new.watched_comms) {
+            log::error!("updating watched process names: {err:#}");
+        }
+    }
+    // The entries' block flags follow with the indicator reload; the flag word goes now.
+    if let Err(err) = kernel.set_settings(settings_flags(&new)) {
+        log::error!("updating kernel settings: {err:#}");
+    }
+    pipeline.set_options(pipeline_options(&new));
+    reloader.set_sources(
+        IndicatorSources {
+            files: new.ioc_files.clone(),
+            format: new.ioc_format,
+            feeds: new.feeds.clone(),
+            filter: new.filter.clone(),
+            match_options: new.match_options.clone(),
+        },
+        new.rules_file.clone(),
+    );
+    if mode_changed {
+        log::info!("mode now {}", new.match_options.enforcement.describe());
+    }
+    *options = new;
 }
 
 /// Longest wait for the outputs before the ring buffer space is given back anyway.

@@ -476,10 +476,16 @@ pub fn set_log_level(level: log::LevelFilter) {
 pub fn dispatch(cli: Cli, args: Vec<OsString>) -> Result<ExitCode> {
     match cli.command {
         Command::Run(_) => {
-            let config = ConfigSource::new(args).load()?;
+            let source = ConfigSource::new(args);
+            let config = source.load()?;
             set_log_level(config.log_level);
             log::info!("{}", config.file);
-            agent::run(config.options)?;
+            let reconfigure: agent::Reconfigure = Box::new(move || {
+                let config = source.load()?;
+                set_log_level(config.log_level);
+                Ok(config.options)
+            });
+            agent::run(config.options, Some(reconfigure))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check { config }) => check_config(&args, config),

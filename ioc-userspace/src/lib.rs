@@ -25,6 +25,7 @@ pub mod kernel;
 pub mod pipeline;
 pub mod privilege;
 pub mod process;
+pub mod reconfigure;
 pub mod reload;
 pub mod rules;
 pub mod schema;

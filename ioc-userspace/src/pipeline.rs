@@ -150,6 +150,11 @@ impl Pipeline {
             .expire(std::time::Duration::from_secs(10));
     }
 
+    /// Applies changed options (a configuration reload).
+    pub fn set_options(&mut self, options: PipelineOptions) {
+        self.options = options;
+    }
+
     /// Installs reloaded rules, carrying the per-rule counters over.
     pub fn replace_rules(&mut self, rules: RuleSet) {
         rules.adopt_counts(&self.rules);

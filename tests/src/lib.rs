@@ -300,6 +300,74 @@ pub fn run_client(client: &str, name: Option<&str>, args: &[&str]) -> u32 {
     pid
 }
 
+/// What the test client's tcp/udp actions came to (its closing `outcomes ...` line).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcomes {
+    pub connected: u64,
+    pub refused: u64,
+    /// EPERM: refused by iocmon's block mode.
+    pub denied: u64,
+    pub sent: u64,
+    pub failed: u64,
+}
+
+impl Outcomes {
+    /// Parses the client's stdout; panics when the closing line is missing.
+    pub fn parse(stdout: &str) -> Outcomes {
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("outcomes "))
+            .unwrap_or_else(|| panic!("no outcomes line in client output: {stdout}"));
+        let mut outcomes = Outcomes::default();
+        for pair in line.split_whitespace() {
+            let (name, value) = pair.split_once('=').expect("name=value");
+            let value: u64 = value.parse().expect("a count");
+            match name {
+                "connected" => outcomes.connected = value,
+                "refused" => outcomes.refused = value,
+                "denied" => outcomes.denied = value,
+                "sent" => outcomes.sent = value,
+                "failed" => outcomes.failed = value,
+                other => panic!("unknown outcome {other}"),
+            }
+        }
+        outcomes
+    }
+}
+
+/// Starts the test client in the background with its stdout captured.
+pub fn spawn_client(client: &str, args: &[&str]) -> std::process::Child {
+    Command::new(client)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting the test client")
+}
+
+/// Waits for a client from [`spawn_client`]; returns its pid and outcomes.
+pub fn finish_client(child: std::process::Child) -> (u32, Outcomes) {
+    let pid = child.id();
+    let output = child
+        .wait_with_output()
+        .expect("waiting for the test client");
+    assert!(
+        output.status.success(),
+        "test client failed: {}",
+        output.status
+    );
+    (
+        pid,
+        Outcomes::parse(&String::from_utf8_lossy(&output.stdout)),
+    )
+}
+
+/// Runs the test client to the end; returns its pid and outcomes.
+pub fn run_client_outcomes(client: &str, args: &[&str]) -> (u32, Outcomes) {
+    finish_client(spawn_client(client, args))
+}
+
 /// Field accessors that keep assertions short.
 pub fn str_field<'a>(record: &'a Value, name: &str) -> &'a str {
     record[name].as_str().unwrap_or("")

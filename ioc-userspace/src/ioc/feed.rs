@@ -13,7 +13,7 @@ use std::{
 use super::{formats::read_indicators, Format};
 
 /// How one feed is fetched.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FeedConfig {
     pub url: String,
     pub format: Format,

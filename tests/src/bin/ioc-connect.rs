@@ -11,6 +11,9 @@
 //!   note TEXT  nothing (lets a test give the process a long or odd command line)
 //!   loop MS    repeat all the actions after it until MS milliseconds have passed, then
 //!              print `iterations=N` (how many complete rounds ran) on stdout
+//! Each tcp/udp action counts its outcome (connected, refused, denied (EPERM: iocmon's
+//! block mode), sent, failed); the totals end the output as
+//! `outcomes connected=N refused=N denied=N sent=N failed=N`.
 //! ADDR must be loopback: this tool refuses anything else.
 //!
 //! Run under a netcat name (a symlink called nc, ncat, netcat, ...) it takes a netcat-like
@@ -20,8 +23,37 @@
 use std::{
     net::{SocketAddr, TcpStream, UdpSocket},
     process::ExitCode,
+    sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
+
+/// Outcome counters: connected, refused, denied, sent, failed.
+static OUTCOMES: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+const CONNECTED: usize = 0;
+const REFUSED: usize = 1;
+const DENIED: usize = 2;
+const SENT: usize = 3;
+const FAILED: usize = 4;
+
+fn count(outcome: usize) {
+    OUTCOMES[outcome].fetch_add(1, Ordering::Relaxed);
+}
+
+fn print_outcomes() {
+    let get = |i: usize| OUTCOMES[i].load(Ordering::Relaxed);
+    println!(
+        "outcomes connected={} refused={} denied={} sent={} failed={}",
+        get(CONNECTED),
+        get(REFUSED),
+        get(DENIED),
+        get(SENT),
+        get(FAILED)
+    );
+}
+
+fn is_denied(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::PermissionDenied
+}
 
 fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().to_canonical().is_loopback()
@@ -164,10 +196,13 @@ fn run_actions(args: &[String]) -> ExitCode {
                 iterations += 1;
             }
             println!("iterations={iterations}");
+            print_outcomes();
             return ExitCode::SUCCESS;
         }
     }
-    run_once(args)
+    let code = run_once(args);
+    print_outcomes();
+    code
 }
 
 fn run_once(args: &[String]) -> ExitCode {
@@ -180,10 +215,15 @@ fn run_once(args: &[String]) -> ExitCode {
             "tcp" => parse_addr(operand).map(|addr| {
                 // Nothing listens on most test addresses: "refused" is the expected outcome.
                 match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-                    Err(err) if err.kind() != std::io::ErrorKind::ConnectionRefused => {
+                    Ok(_) => count(CONNECTED),
+                    Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        count(REFUSED)
+                    }
+                    Err(err) if is_denied(&err) => count(DENIED),
+                    Err(err) => {
+                        count(FAILED);
                         eprintln!("ioc-connect: tcp {addr}: {err}");
                     }
-                    _ => {}
                 }
             }),
             "udp" => parse_addr(operand).and_then(|addr| {
@@ -193,9 +233,11 @@ fn run_once(args: &[String]) -> ExitCode {
                     "[::1]:0".parse().map_err(|_| "bind".to_string())?
                 };
                 let socket = UdpSocket::bind(bind).map_err(|e| format!("bind: {e}"))?;
-                socket
-                    .send_to(b"iocmon-test", addr)
-                    .map_err(|e| format!("udp {addr}: {e}"))?;
+                match socket.send_to(b"iocmon-test", addr) {
+                    Ok(_) => count(SENT),
+                    Err(err) if is_denied(&err) => count(DENIED),
+                    Err(err) => return Err(format!("udp {addr}: {err}")),
+                }
                 Ok(())
             }),
             "sleep" => operand
