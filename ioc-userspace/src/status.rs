@@ -66,11 +66,16 @@ fn read(path: &Path) -> Option<AgentStatus> {
     serde_json::from_str(&text).ok()
 }
 
-/// Whether the agent the status file names still runs.
+/// Whether the agent the status file names still runs (a killed one not yet reaped is
+/// a zombie: state `Z` in /proc/PID/stat).
 fn agent_alive(status: &AgentStatus) -> bool {
     status.state == "running"
-        && std::fs::read_to_string(format!("/proc/{}/comm", status.pid))
-            .is_ok_and(|comm| comm.trim_end() == "iocmon")
+        && std::fs::read_to_string(format!("/proc/{}/stat", status.pid)).is_ok_and(|stat| {
+            let Some((name, rest)) = stat.split_once(") ") else {
+                return false;
+            };
+            name.ends_with("(iocmon") && !rest.starts_with('Z')
+        })
 }
 
 /// The mode the kernel applies, from its flag word.
