@@ -383,7 +383,9 @@ impl Pipeline {
         let excluded = verdict.is_excluded();
         if excluded {
             self.stats.excluded += 1;
-            if !self.options.show_excluded {
+            // A refusal is always written (with the rule in ExcludedBy): the connection
+            // failed because of us, and whoever looks into it needs the record.
+            if !self.options.show_excluded && !event.blocked {
                 return;
             }
         } else if verdict.classes.is_empty() && !self.options.all_connections {

@@ -143,10 +143,22 @@ fn block_scope_limits_protocols_threat_types_and_confidence() {
                      "first_seen_utc": "2026-12-01 10:00:00"}}]}}"#
     );
     let payload = Listeners::on("127.0.77.3");
-    let agent = Agent::start(
+    // A (careless) rule that suppresses indicator hits from the client: refusals are
+    // written anyway.
+    let rules = scratch_dir("block-scope").join("rules.toml");
+    std::fs::write(
+        &rules,
+        "version = 1\n[[rule]]\nname = \"hide-client\"\nprocess_names = [\"ioc-connect\"]\n\
+         suppresses = [\"ioc\"]\n",
+    )
+    .expect("writing rules");
+    let rules_arg = rules.display().to_string();
+    let mut agent = Agent::start(
         "block-scope",
         &iocs,
         &[
+            "--rules",
+            &rules_arg,
             "--format",
             "threatfox-json",
             "--mode",
@@ -159,7 +171,7 @@ fn block_scope_limits_protocols_threat_types_and_confidence() {
             "75",
         ],
     );
-    let (_, outcomes) = run_client_outcomes(
+    let (pid, outcomes) = run_client_outcomes(
         CLIENT,
         &[
             "tcp",
@@ -175,8 +187,18 @@ fn block_scope_limits_protocols_threat_types_and_confidence() {
     assert_eq!(outcomes.sent, 1, "{outcomes:?}");
     assert_eq!(outcomes.connected, 1, "{outcomes:?}");
     assert_eq!(payload.arrived().0, 1);
+    let refused = agent.wait_for("the refusal", |r| blocked_from(r, pid, "Tcp"));
+    assert_eq!(extra(&refused, "ExcludedBy"), "hide-client", "{refused}");
+    assert_eq!(extra(&refused, "ThreatType"), "botnet_cc", "{refused}");
     let stopped = agent.stop();
     assert!(stopped.status.success(), "{:?}", stopped.stderr);
+    // The allowed hits were suppressed by the rule, as asked.
+    let written: Vec<&Value> = stopped
+        .records
+        .iter()
+        .filter(|r| from_pid(r, pid))
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
 }
 
 fn write_config(path: &std::path::Path, iocs: &std::path::Path, mode: &str) {
