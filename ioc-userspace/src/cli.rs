@@ -24,8 +24,12 @@ use crate::{
     long_about = "iocmon hooks every outbound connect and UDP send on the cgroup v2 root, \
                   checks the destination against indicator maps in the kernel, and writes \
                   Defender-style records (DeviceNetworkEvents JSON lines) for hits, for \
-                  watched network tools, and, on request, for every connection.\n\n\
-                  Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN) and Linux >= 5.8 with BTF."
+                  watched network tools, and, on request, for every connection. In block \
+                  mode the kernel refuses connections to indicators (EPERM).\n\n\
+                  Needs root to start (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN) \
+                  and Linux >= 5.8 with BTF; once attached it keeps only CAP_BPF and \
+                  CAP_SYS_PTRACE. Service mode (run --pin) needs Linux >= 5.15. \
+                  `iocmon probe` says what this kernel offers."
 )]
 pub struct Cli {
     /// Log level for messages on stderr: error, warn, info, debug, trace.
