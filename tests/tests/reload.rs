@@ -74,8 +74,8 @@ fn reload_by_sighup_and_file_edit_keeps_common_indicators_without_gaps() {
 
     let output = looper.wait_with_output().unwrap();
     let iterations: usize = String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .strip_prefix("iterations=")
+        .lines()
+        .find_map(|line| line.strip_prefix("iterations="))
         .and_then(|n| n.parse().ok())
         .expect("looper prints iterations=N");
     assert!(iterations > 100, "only {iterations} rounds");
