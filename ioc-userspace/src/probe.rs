@@ -26,19 +26,17 @@ pub const KERNEL_FLOOR: (u32, u32) = (5, 8);
 
 /// Capability numbers (linux/capability.h) that matter to the agent.
 mod cap {
-    pub const DAC_READ_SEARCH: u32 = 2;
     pub const NET_ADMIN: u32 = 12;
     pub const SYS_PTRACE: u32 = 19;
     pub const SYS_ADMIN: u32 = 21;
     pub const PERFMON: u32 = 38;
     pub const BPF: u32 = 39;
-    pub const NAMES: [(u32, &str); 6] = [
+    pub const NAMES: [(u32, &str); 5] = [
         (BPF, "CAP_BPF"),
         (PERFMON, "CAP_PERFMON"),
         (NET_ADMIN, "CAP_NET_ADMIN"),
         (SYS_ADMIN, "CAP_SYS_ADMIN"),
         (SYS_PTRACE, "CAP_SYS_PTRACE"),
-        (DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"),
     ];
 }
 
@@ -533,16 +531,17 @@ pub fn bpffs_check(mountinfo: &str, filesystems: &str) -> Check {
         format!(" (mounted at {} instead)", list.join(", "))
     };
     let fix = if kernel_has_filesystem(filesystems, "bpf") {
-        format!("mount -t bpf bpf {BPFFS_MOUNT}")
+        format!("mount it on the host first: mount -t bpf bpf {BPFFS_MOUNT}")
     } else {
-        "the kernel lists no bpf file system".to_string()
+        "and the kernel lists no bpf file system, so service mode cannot pin".to_string()
     };
     Check::new(
         "bpffs",
         Status::Warn,
         format!(
-            "not mounted at {BPFFS_MOUNT}{elsewhere}: the agent runs, but service mode \
-             cannot pin there, so a restart leaves a gap; {fix}"
+            "not mounted at {BPFFS_MOUNT}{elsewhere}: service mode (run --pin) mounts it \
+             itself, but under systemd that mount stays inside the unit's namespace and the \
+             pins, and with them gapless restarts, die with the agent; {fix}"
         ),
     )
 }

@@ -114,7 +114,13 @@ fn unit_leaves_the_agent_what_it_needs() {
             .join(" ")
     };
     let capabilities = value("CapabilityBoundingSet");
-    for needed in ["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "CAP_SYS_ADMIN"] {
+    for needed in [
+        "CAP_BPF",
+        "CAP_PERFMON",
+        "CAP_NET_ADMIN",
+        "CAP_SYS_ADMIN",
+        "CAP_SYS_PTRACE",
+    ] {
         assert!(
             capabilities.split_whitespace().any(|c| c == needed),
             "{needed} missing from CapabilityBoundingSet={capabilities}"
@@ -123,7 +129,7 @@ fn unit_leaves_the_agent_what_it_needs() {
     assert_eq!(value("Type"), "simple");
     assert_eq!(
         value("ExecStart"),
-        "/usr/local/bin/iocmon run --config /etc/iocmon/iocmon.toml"
+        "/usr/local/bin/iocmon run --pin --config /etc/iocmon/iocmon.toml"
     );
     assert_eq!(value("ExecReload"), "/bin/kill -HUP $MAINPID");
     assert_eq!(value("Restart"), "always");
