@@ -87,6 +87,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check what this kernel and process offer and whether `iocmon run` can work here;
+    /// changes nothing. Exit 0: can run; 2: can run with limits (something reduced or
+    /// unchecked); 1: cannot run.
+    Probe {
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -513,6 +521,7 @@ pub fn dispatch(cli: Cli, args: Vec<OsString>) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Probe { json } => Ok(crate::probe::run(json)),
         Command::Iocs(IocsCommand::Check { paths, indicators }) => {
             Ok(check_iocs(&paths, &indicators))
         }

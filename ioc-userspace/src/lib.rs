@@ -24,6 +24,7 @@ pub mod ioc;
 pub mod kernel;
 pub mod pipeline;
 pub mod privilege;
+pub mod probe;
 pub mod process;
 pub mod reconfigure;
 pub mod reload;

@@ -5,6 +5,7 @@
 
 mod bench;
 mod cross;
+mod install;
 mod setup;
 mod vm;
 
@@ -82,6 +83,32 @@ enum Task {
         #[arg(long)]
         record: bool,
     },
+    /// Install iocmon as a systemd service (root): set up and build a release binary,
+    /// install it stripped to /usr/local/bin/iocmon, the default configuration, rules and
+    /// starter indicators to /etc/iocmon (an existing file is kept; the shipped version
+    /// goes beside it as FILE.new), and the unit to /etc/systemd/system/iocmon.service;
+    /// then, when systemd is PID 1, enable and start it (restart it when running).
+    Install {
+        /// Stage every file under DIR instead of / (for packaging and tests); runs no
+        /// systemctl.
+        #[arg(long, value_name = "DIR")]
+        destdir: Option<PathBuf>,
+        /// Install this iocmon binary instead of building a release one (no set-up, no
+        /// build).
+        #[arg(long, value_name = "PATH")]
+        binary: Option<PathBuf>,
+    },
+    /// Remove what `install` put in place: stop and disable the service (when systemd
+    /// is PID 1), remove iocmon's pins (`iocmon unpin`, when the binary has it), the
+    /// binary and the unit. Keeps /etc/iocmon and /var/lib/iocmon unless --purge.
+    Uninstall {
+        /// Remove from the tree staged under DIR instead of /.
+        #[arg(long, value_name = "DIR")]
+        destdir: Option<PathBuf>,
+        /// Also remove /etc/iocmon, /var/lib/iocmon, /var/spool/iocmon, /var/log/iocmon.
+        #[arg(long)]
+        purge: bool,
+    },
     /// Set up, then boot Debian kernels under QEMU (no network device) and run the kernel
     /// integration tests inside each; prints a pass/fail table per kernel and architecture.
     /// Installs QEMU and downloads kernels with apt when missing (root).
@@ -128,6 +155,12 @@ fn main() -> ExitCode {
             })
         }),
         Task::BinarySizes { record } => setup::run().and_then(|()| cross::sizes(record)),
+        Task::Install { destdir, binary } => {
+            install::install(&install::InstallPlan { destdir, binary })
+        }
+        Task::Uninstall { destdir, purge } => {
+            install::uninstall(&install::UninstallPlan { destdir, purge })
+        }
         Task::VmTest {
             kernels,
             timeout_secs,

@@ -19,7 +19,17 @@ pub fn run() -> Result<()> {
     ensure_bpf_linker()?;
     ensure_mounts()?;
     ensure_rsyslog()?;
+    ensure_systemd_analyze()?;
     Ok(())
+}
+
+/// The service tests check the shipped unit with `systemd-analyze verify`; Debian's
+/// `systemd` package carries it (installing it does not make systemd PID 1).
+fn ensure_systemd_analyze() -> Result<()> {
+    if output_of("systemd-analyze", &["--version"]).is_some() {
+        return Ok(());
+    }
+    apt_install("systemd")
 }
 
 /// The sink tests start their own rsyslogd (own config, loopback port) as a real CEF

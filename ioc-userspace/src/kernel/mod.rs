@@ -6,6 +6,7 @@ mod btf;
 pub mod cgroup;
 mod entries;
 mod events;
+pub mod features;
 mod offsets;
 pub mod pin;
 

@@ -8,7 +8,8 @@ use ioc_common::TaskOffsets;
 
 use super::btf::KernelBtf;
 
-const TRACEFS_MOUNTS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+/// Where tracefs is found: its own mount point (4.1+), then the older debugfs location.
+pub const TRACEFS_MOUNTS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 /// The tracefs directory holding `events/`, mounting tracefs when it is absent (aya
 /// needs it to attach tracepoints, and some devices do not mount it at boot).
@@ -52,6 +53,15 @@ pub fn tracepoint_field_offset(format: &str, field: &str) -> Option<u32> {
 
 /// Everything in [`TaskOffsets`], from this kernel.
 pub fn task_offsets() -> Result<TaskOffsets> {
+    let mut offsets = btf_offsets()?;
+    add_tracepoint_layouts(&mut offsets, &tracefs()?)?;
+    Ok(offsets)
+}
+
+/// The structure-member half of [`TaskOffsets`], from the kernel's BTF alone (tracepoint
+/// fields zero, not yet `valid`). Split out so `iocmon probe` can check BTF without
+/// mounting tracefs.
+pub fn btf_offsets() -> Result<TaskOffsets> {
     let btf = KernelBtf::from_sys_fs().map_err(|e| anyhow!("{e}"))?;
     let member = |strukt: &str, field: &str| {
         btf.member_offset(strukt, field)
@@ -63,32 +73,8 @@ pub fn task_offsets() -> Result<TaskOffsets> {
         .iter()
         .find_map(|field| btf.member_offset("task_struct", field).ok())
         .ok_or_else(|| anyhow!("task_struct has no start time field in the kernel's BTF"))?;
-    let format_path = tracefs()?.join("events/sched/sched_process_exec/format");
-    let format = std::fs::read_to_string(&format_path)
-        .with_context(|| format!("reading {}", format_path.display()))?;
-    let filename = tracepoint_field_offset(&format, "filename")
-        .ok_or_else(|| anyhow!("no filename field in {}", format_path.display()))?;
-    // The socket state tracepoint (outcomes of TCP connects); zero offsets leave the
-    // program idle on kernels whose record lacks a field.
-    let sock_format =
-        std::fs::read_to_string(tracefs()?.join("events/sock/inet_sock_set_state/format"))
-            .unwrap_or_default();
-    let sock_field = |name: &str| tracepoint_field_offset(&sock_format, name);
-    let sock_fields = (
-        sock_field("skaddr"),
-        sock_field("newstate"),
-        sock_field("sport"),
-        sock_field("saddr_v6"),
-    );
-    let (tp_sock_skaddr, tp_sock_newstate, tp_sock_sport, tp_sock_saddr_v6) = match sock_fields {
-        (Some(a), Some(b), Some(c), Some(d)) => (a, b, c, d),
-        _ => {
-            log::warn!("sock/inet_sock_set_state has an unexpected layout: no connection outcomes");
-            (0, 0, 0, 0)
-        }
-    };
     Ok(TaskOffsets {
-        valid: 1,
+        valid: 0,
         task_mm: member("task_struct", "mm")?,
         task_real_parent: member("task_struct", "real_parent")?,
         task_tgid: member("task_struct", "tgid")?,
@@ -97,12 +83,47 @@ pub fn task_offsets() -> Result<TaskOffsets> {
         cred_euid: member("cred", "euid")?,
         mm_arg_start: member("mm_struct", "arg_start")?,
         mm_arg_end: member("mm_struct", "arg_end")?,
-        tp_exec_filename: filename,
-        tp_sock_skaddr,
-        tp_sock_newstate,
-        tp_sock_sport,
-        tp_sock_saddr_v6,
+        ..TaskOffsets::default()
     })
+}
+
+/// Fills in the tracepoint record offsets from the `format` files under `tracefs` and
+/// marks `offsets` valid.
+fn add_tracepoint_layouts(offsets: &mut TaskOffsets, tracefs: &Path) -> Result<()> {
+    let format_path = tracefs.join("events/sched/sched_process_exec/format");
+    let format = std::fs::read_to_string(&format_path)
+        .with_context(|| format!("reading {}", format_path.display()))?;
+    offsets.tp_exec_filename = tracepoint_field_offset(&format, "filename")
+        .ok_or_else(|| anyhow!("no filename field in {}", format_path.display()))?;
+    // The socket state tracepoint (outcomes of TCP connects); zero offsets leave the
+    // program idle on kernels whose record lacks a field.
+    let sock_format =
+        std::fs::read_to_string(tracefs.join("events/sock/inet_sock_set_state/format"))
+            .unwrap_or_default();
+    match sock_state_offsets(&sock_format) {
+        Some([skaddr, newstate, sport, saddr_v6]) => {
+            offsets.tp_sock_skaddr = skaddr;
+            offsets.tp_sock_newstate = newstate;
+            offsets.tp_sock_sport = sport;
+            offsets.tp_sock_saddr_v6 = saddr_v6;
+        }
+        None => {
+            log::warn!("sock/inet_sock_set_state has an unexpected layout: no connection outcomes")
+        }
+    }
+    offsets.valid = 1;
+    Ok(())
+}
+
+/// The fields of the sock/inet_sock_set_state record that the outcome program reads
+/// (skaddr, newstate, sport, saddr_v6), when the `format` text has all of them.
+pub fn sock_state_offsets(format: &str) -> Option<[u32; 4]> {
+    Some([
+        tracepoint_field_offset(format, "skaddr")?,
+        tracepoint_field_offset(format, "newstate")?,
+        tracepoint_field_offset(format, "sport")?,
+        tracepoint_field_offset(format, "saddr_v6")?,
+    ])
 }
 
 #[cfg(test)]
