@@ -217,7 +217,7 @@ pub fn probe() -> Report {
     let mountinfo = read("/proc/self/mountinfo").unwrap_or_default();
     let filesystems = read("/proc/filesystems").unwrap_or_default();
 
-    let mut checks = vec![kernel_check(&release)];
+    let mut checks = vec![kernel_check(&release), service_mode_check(&release)];
     let (privileges, privileged) = privileges_check(&status_text, nix::unistd::geteuid().as_raw());
     checks.push(privileges);
     checks.push(lockdown_check(
@@ -371,6 +371,26 @@ pub fn kernel_check(release: &str) -> Check {
 }
 
 /// The effective capability set from /proc/self/status text.
+/// Service mode (`run --pin`) pins every link; tracepoints are attached through BPF
+/// links only from 5.15.
+pub fn service_mode_check(release: &str) -> Check {
+    match parse_release(release) {
+        Some(version) if version >= (5, 15) => Check::new(
+            "service-mode",
+            Status::Ok,
+            "links of every program can be pinned (run --pin keeps them across restarts)",
+        ),
+        _ => Check::new(
+            "service-mode",
+            Status::Warn,
+            format!(
+                "{release}: tracepoint links can be pinned from 5.15; run without --pin \
+                 (programs detach while the agent restarts)"
+            ),
+        ),
+    }
+}
+
 pub fn parse_cap_eff(status: &str) -> Option<u64> {
     status
         .lines()
@@ -683,6 +703,17 @@ fn btf_check() -> Check {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn service_mode_needs_5_15() {
+        assert_eq!(
+            super::service_mode_check("6.1.0-40-amd64").status,
+            super::Status::Ok
+        );
+        let old = super::service_mode_check("5.10.0-35-arm64");
+        assert_eq!(old.status, super::Status::Warn);
+        assert!(old.detail.contains("without --pin"), "{}", old.detail);
+    }
+
     use super::*;
 
     const MOUNTINFO: &str = "\
