@@ -29,7 +29,7 @@ use ioc_common::LAYOUT_VERSION;
 use super::{AttachedProgram, OBJECT};
 
 /// `statfs` magic of bpffs.
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+const BPF_FS_MAGIC: u64 = 0xcafe_4a11;
 /// Where bpffs is normally mounted.
 const BPFFS_ROOT: &str = "/sys/fs/bpf";
 
@@ -281,10 +281,11 @@ fn lock(path: &Path) -> Result<File> {
 
 fn is_bpffs(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)
-        // The field's width differs between targets (i64 here, u32 on armv7).
+        // The field's type differs between targets and C libraries (i64 on x86_64 glibc,
+        // u64 on musl, 32 bits on armv7); the magic fits all of them.
         .map(|fs| {
-            #[allow(clippy::useless_conversion)]
-            let magic = i64::from(fs.filesystem_type().0);
+            #[allow(clippy::unnecessary_cast)]
+            let magic = fs.filesystem_type().0 as u64;
             magic == BPF_FS_MAGIC
         })
         .unwrap_or(false)
