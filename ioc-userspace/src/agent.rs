@@ -372,7 +372,7 @@ async fn run_async(mut options: RunOptions, reconfigure: Option<Reconfigure>) ->
                 write_status("running", &options, &reloader, &pipeline);
             }
             _ = health_tick.tick(), if options.health_interval.is_some() => {
-                health.emit(&kernel, &pipeline, false);
+                health.emit(&kernel, &pipeline, &options.match_options.enforcement.describe(), false);
             }
             _ = sighup.recv() => {
                 if let Some(reconfigure) = &reconfigure {
@@ -396,7 +396,12 @@ async fn run_async(mut options: RunOptions, reconfigure: Option<Reconfigure>) ->
 
     reader.drain(|record| pipeline.handle(record))?;
     let kernel_stats = kernel.stats()?;
-    health.emit(&kernel, &pipeline, true);
+    health.emit(
+        &kernel,
+        &pipeline,
+        &options.match_options.enforcement.describe(),
+        true,
+    );
     drop(reader);
     drop(kernel);
     match &generation {

@@ -43,6 +43,9 @@ pub struct HealthRecord<'a> {
     pub KernelHookCalls: u64,
     pub KernelIndicatorHits: u64,
     pub KernelBlocked: u64,
+    /// What the agent does with indicator connections: `monitor (record only)` or
+    /// `block (tcp+udp; ...)`, so a SOC sees which devices refuse.
+    pub Mode: &'a str,
     pub Sinks: Vec<SinkHealth<'a>>,
     /// Indicators loaded, per type (`ip:port`, `ip`, `cidr`, `domain`, ...).
     pub IndicatorsLoaded: &'a BTreeMap<&'static str, usize>,
@@ -101,6 +104,7 @@ pub struct HealthInputs<'a> {
     /// Entries in the kernel's ip:port and address maps.
     pub map_entries: (usize, usize),
     pub rules: &'a [RuleCount],
+    pub mode: &'a str,
 }
 
 impl<'a> HealthRecord<'a> {
@@ -133,6 +137,7 @@ impl<'a> HealthRecord<'a> {
             KernelHookCalls: inputs.kernel.hook_calls,
             KernelIndicatorHits: inputs.kernel.ioc_hits,
             KernelBlocked: inputs.kernel.blocked,
+            Mode: inputs.mode,
             Sinks: inputs
                 .sinks
                 .iter()
@@ -221,7 +226,7 @@ impl Default for HealthClock {
 
 impl HealthClock {
     /// Builds a health record from the agent's state and queues it on every sink.
-    pub fn emit(&mut self, kernel: &Kernel, pipeline: &Pipeline, final_record: bool) {
+    pub fn emit(&mut self, kernel: &Kernel, pipeline: &Pipeline, mode: &str, final_record: bool) {
         let now = Instant::now();
         let kernel_stats = kernel.stats().unwrap_or_else(|err| {
             log::warn!("reading the kernel counters: {err}");
@@ -249,6 +254,7 @@ impl HealthClock {
             map_sizes: kernel.sizes(),
             map_entries: kernel.installed_entries(),
             rules: &rules,
+            mode,
         };
         HealthRecord::new(&inputs).emit(pipeline.sinks(), unix_ns);
         self.last = now;
@@ -325,13 +331,14 @@ mod tests {
             },
             map_entries: (2, 3),
             rules: &rules,
+            mode: "monitor (record only)",
         };
         let record = HealthRecord::new(&inputs);
         let json = serde_json::to_string(&record).unwrap();
         assert_eq!(
             json,
             format!(
-                r#"{{"Table":"IocmonHealth","Timestamp":"2026-06-21T12:00:00.0000000Z","DeviceId":"d","DeviceName":"iot-box","AgentVersion":"{}","Kind":"Periodic","UptimeSeconds":20.0,"IntervalSeconds":10.0,"EventsRead":150,"EventsPerSecond":5.0,"RecordsEmitted":12,"DecodeErrors":0,"ExcludedByRules":4,"KernelDrops":2,"KernelHookCalls":900,"KernelIndicatorHits":11,"KernelBlocked":0,"Sinks":[{{"Name":"syslog+tcp://127.0.0.1:514","Written":10,"Dropped":2,"QueueFull":1,"WriteErrors":0,"SpoolFull":1,"SpooledRecords":2,"SpooledBytes":300,"Replayed":3}}],"IndicatorsLoaded":{{"cidr":1,"ip:port":2}},"IndicatorsTotal":3,"MapFill":{{"EndpointEntries":2,"EndpointCapacity":1024,"NetEntries":3,"NetCapacity":1024}},"Exclusions":[{{"Rule":"backup-nc","Excluded":4}}]}}"#,
+                r#"{{"Table":"IocmonHealth","Timestamp":"2026-06-21T12:00:00.0000000Z","DeviceId":"d","DeviceName":"iot-box","AgentVersion":"{}","Kind":"Periodic","UptimeSeconds":20.0,"IntervalSeconds":10.0,"EventsRead":150,"EventsPerSecond":5.0,"RecordsEmitted":12,"DecodeErrors":0,"ExcludedByRules":4,"KernelDrops":2,"KernelHookCalls":900,"KernelIndicatorHits":11,"KernelBlocked":0,"Mode":"monitor (record only)","Sinks":[{{"Name":"syslog+tcp://127.0.0.1:514","Written":10,"Dropped":2,"QueueFull":1,"WriteErrors":0,"SpoolFull":1,"SpooledRecords":2,"SpooledBytes":300,"Replayed":3}}],"IndicatorsLoaded":{{"cidr":1,"ip:port":2}},"IndicatorsTotal":3,"MapFill":{{"EndpointEntries":2,"EndpointCapacity":1024,"NetEntries":3,"NetCapacity":1024}},"Exclusions":[{{"Rule":"backup-nc","Excluded":4}}]}}"#,
                 env!("CARGO_PKG_VERSION")
             )
         );
