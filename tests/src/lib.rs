@@ -368,6 +368,16 @@ pub fn run_client_outcomes(client: &str, args: &[&str]) -> (u32, Outcomes) {
     finish_client(spawn_client(client, args))
 }
 
+/// A finished command's exit code, stdout and stderr, for assertion messages.
+pub fn describe_output(output: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// Field accessors that keep assertions short.
 pub fn str_field<'a>(record: &'a Value, name: &str) -> &'a str {
     record[name].as_str().unwrap_or("")

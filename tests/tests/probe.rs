@@ -7,7 +7,7 @@ use std::{
     process::{Command, Output},
 };
 
-use iocmon_tests::{iocmon_bin, require_root, scratch_dir};
+use iocmon_tests::{describe_output, iocmon_bin, require_root, scratch_dir};
 use serde_json::Value;
 
 /// The `nobody` ids; no passwd entry is needed to switch to them.
@@ -22,15 +22,6 @@ fn uname_release() -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
-fn describe(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 fn probe(json: bool) -> Output {
     let mut command = Command::new(iocmon_bin());
     command.arg("probe");
@@ -41,8 +32,12 @@ fn probe(json: bool) -> Output {
 }
 
 fn parse_json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|err| panic!("probe --json is not JSON ({err}): {}", describe(output)))
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+        panic!(
+            "probe --json is not JSON ({err}): {}",
+            describe_output(output)
+        )
+    })
 }
 
 #[test]
@@ -50,18 +45,23 @@ fn probe_says_this_machine_can_run() {
     require_root();
     let output = probe(false);
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        describe_output(&output)
+    );
     assert!(
         text.contains("verdict: iocmon can run here (exit 0)"),
         "{}",
-        describe(&output)
+        describe_output(&output)
     );
     let release = uname_release();
     assert_eq!(
         text.lines().next(),
         Some(format!("iocmon probe: Linux {release}").as_str()),
         "{}",
-        describe(&output)
+        describe_output(&output)
     );
     // The table: a header, then one line per check until the blank line.
     let rows: Vec<&str> = text
@@ -70,14 +70,18 @@ fn probe_says_this_machine_can_run() {
         .skip(1)
         .take_while(|line| !line.is_empty())
         .collect();
-    assert!(rows.len() >= 10, "too few checks: {}", describe(&output));
+    assert!(
+        rows.len() >= 10,
+        "too few checks: {}",
+        describe_output(&output)
+    );
     for row in rows {
         let status = row.split_whitespace().nth(1);
         assert_eq!(
             status,
             Some("ok"),
             "check not ok: {row}\n{}",
-            describe(&output)
+            describe_output(&output)
         );
     }
 }
@@ -86,7 +90,12 @@ fn probe_says_this_machine_can_run() {
 fn probe_json_agrees_with_the_table() {
     require_root();
     let output = probe(true);
-    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        describe_output(&output)
+    );
     let report = parse_json(&output);
     assert_eq!(report["verdict"], "can-run", "{report:#}");
     assert_eq!(report["exit_code"], 0, "{report:#}");
@@ -153,22 +162,32 @@ fn unprivileged_probe_says_it_needs_root() {
     let binary = binary_for_nobody();
 
     let output = probe_as_nobody(&binary, false);
-    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        describe_output(&output)
+    );
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         text.contains("verdict: iocmon cannot run here (exit 1)"),
         "{}",
-        describe(&output)
+        describe_output(&output)
     );
     assert!(
         text.contains("  - privileges: euid 65534"),
         "{}",
-        describe(&output)
+        describe_output(&output)
     );
-    assert!(text.contains("needs root"), "{}", describe(&output));
+    assert!(text.contains("needs root"), "{}", describe_output(&output));
 
     let output = probe_as_nobody(&binary, true);
-    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        describe_output(&output)
+    );
     let report = parse_json(&output);
     assert_eq!(report["verdict"], "cannot-run", "{report:#}");
     let reasons = report["reasons"].as_array().expect("reasons array");

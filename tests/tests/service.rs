@@ -9,7 +9,7 @@ use std::{
     process::{Command, Output},
 };
 
-use iocmon_tests::{iocmon_bin, scratch_dir};
+use iocmon_tests::{describe_output, iocmon_bin, scratch_dir};
 
 /// Where the unit expects the agent, as shipped.
 const INSTALLED_BINARY: &str = "/usr/local/bin/iocmon";
@@ -25,15 +25,6 @@ fn shipped(path: &str) -> Vec<u8> {
 
 fn shipped_unit() -> String {
     String::from_utf8(shipped("packaging/iocmon.service")).expect("the unit is UTF-8")
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// Fails the test when systemd-analyze is not installed (`cargo xtask setup` installs it).
@@ -65,13 +56,13 @@ fn verify(unit: &str, binary: &Path, dir: &Path) -> Output {
 }
 
 fn assert_verifies_cleanly(output: &Output) {
-    assert!(output.status.success(), "{}", describe(output));
+    assert!(output.status.success(), "{}", describe_output(output));
     // verify exits 0 even for unknown keys and unparsable values (it only logs them),
     // so any output at all is a failure.
     assert!(
         output.stdout.is_empty() && output.stderr.is_empty(),
         "systemd-analyze verify complained:\n{}",
-        describe(output)
+        describe_output(output)
     );
 }
 
@@ -92,8 +83,8 @@ fn verify_reports_a_broken_unit() {
         .replace("[Service]\n", "[Service]\nRestartSecs=2\n");
     let output = verify(&broken, &iocmon_bin(), &dir);
     let text = String::from_utf8_lossy(&output.stderr);
-    assert!(text.contains("RestartSecs"), "{}", describe(&output));
-    assert!(text.contains("perhaps"), "{}", describe(&output));
+    assert!(text.contains("RestartSecs"), "{}", describe_output(&output));
+    assert!(text.contains("perhaps"), "{}", describe_output(&output));
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -188,7 +179,7 @@ fn xtask_install_stages_verifies_and_uninstalls() {
     let install = || xtask(&["install", "--destdir", destdir_arg, "--binary", binary_arg]);
 
     let output = install();
-    assert!(output.status.success(), "{}", describe(&output));
+    assert!(output.status.success(), "{}", describe_output(&output));
 
     // The binary: executable by all, stripped copy of the one given, runs.
     let installed = destdir.join("usr/local/bin/iocmon");
@@ -197,7 +188,7 @@ fn xtask_install_stages_verifies_and_uninstalls() {
         .arg("--version")
         .output()
         .expect("running the installed iocmon");
-    assert!(version.status.success(), "{}", describe(&version));
+    assert!(version.status.success(), "{}", describe_output(&version));
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("iocmon "));
 
     // Configuration, rules and starter indicators are the shipped files.
@@ -224,7 +215,7 @@ fn xtask_install_stages_verifies_and_uninstalls() {
         .arg(config_dir.join("indicators.txt"))
         .output()
         .expect("running iocmon iocs check");
-    assert!(check.status.success(), "{}", describe(&check));
+    assert!(check.status.success(), "{}", describe_output(&check));
 
     // The unit is the shipped one, and verifies against the staged binary.
     let unit_path = destdir.join("etc/systemd/system/iocmon.service");
@@ -237,7 +228,7 @@ fn xtask_install_stages_verifies_and_uninstalls() {
     let edited = "# the operator's own rules\n";
     std::fs::write(&rules, edited).expect("editing rules.toml");
     let output = install();
-    assert!(output.status.success(), "{}", describe(&output));
+    assert!(output.status.success(), "{}", describe_output(&output));
     assert_eq!(
         std::fs::read_to_string(&rules).ok().as_deref(),
         Some(edited)
@@ -251,13 +242,13 @@ fn xtask_install_stages_verifies_and_uninstalls() {
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("rules.toml.new"),
         "install did not say where the shipped rules went:\n{}",
-        describe(&output)
+        describe_output(&output)
     );
 
     // Uninstall removes binary and unit, keeps the configuration; twice is fine.
     for _ in 0..2 {
         let output = xtask(&["uninstall", "--destdir", destdir_arg]);
-        assert!(output.status.success(), "{}", describe(&output));
+        assert!(output.status.success(), "{}", describe_output(&output));
         assert!(!installed.exists(), "binary still installed");
         assert!(!unit_path.exists(), "unit still installed");
         assert_eq!(
@@ -269,7 +260,7 @@ fn xtask_install_stages_verifies_and_uninstalls() {
 
     // --purge removes the configuration too.
     let output = xtask(&["uninstall", "--destdir", destdir_arg, "--purge"]);
-    assert!(output.status.success(), "{}", describe(&output));
+    assert!(output.status.success(), "{}", describe_output(&output));
     assert!(!config_dir.exists(), "/etc/iocmon survived --purge");
     assert!(!destdir.join("var/spool/iocmon").exists());
     let _ = std::fs::remove_dir_all(scratch);
