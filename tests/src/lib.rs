@@ -78,8 +78,10 @@ impl Agent {
         let ioc_file = dir.join("iocs.txt");
         std::fs::write(&ioc_file, iocs).expect("writing indicator file");
         let mut command = Command::new(iocmon_bin());
+        // --no-config: an installed /etc/iocmon/iocmon.toml must not leak into tests.
         command
             .arg("run")
+            .arg("--no-config")
             .arg("--iocs")
             .arg(&ioc_file)
             .args(args)

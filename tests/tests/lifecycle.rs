@@ -68,6 +68,7 @@ fn invalid_indicator_file_refuses_start_naming_file_line_and_value() {
     std::fs::write(&file, "127.0.0.2:4444\n127.0.0.999\n\"\n").unwrap();
     let output = Command::new(iocmon_bin())
         .arg("run")
+        .arg("--no-config")
         .arg("--iocs")
         .arg(&file)
         .output()

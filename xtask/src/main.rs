@@ -237,6 +237,13 @@ fn run_agent(release: bool, args: &[String]) -> Result<()> {
     let binary = build_agent(release)?;
     let mut command = Command::new(&binary);
     command.arg("run");
+    // A development run ignores an installed service configuration unless one is named.
+    if !args
+        .iter()
+        .any(|a| a == "--config" || a.starts_with("--config="))
+    {
+        command.arg("--no-config");
+    }
     if !args
         .iter()
         .any(|a| a == "--iocs" || a.starts_with("--iocs="))
