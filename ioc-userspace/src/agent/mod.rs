@@ -1,12 +1,15 @@
 //! `iocmon run`: load indicators, load and attach the programs, and turn kernel events
 //! into records until SIGINT/SIGTERM.
 
+mod start;
+
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result};
 use ioc_common::{SETTING_ALL_CONNECTIONS, SETTING_OUTCOMES};
 use tokio::signal::unix::{signal, SignalKind};
 
+use self::start::{start_kernel, Pinning, Started};
 use crate::{
     clock::BootClock,
     container::ContainerResolver,
@@ -16,11 +19,7 @@ use crate::{
         feed::{fetch_and_log, spawn_fetcher, FeedConfig},
         Filter, Format,
     },
-    kernel::{
-        cgroup::cgroup2_root,
-        pin::{remove_generation, PinDir},
-        Kernel, KernelEntries, KernelStats, MapSizes, MatchOptions,
-    },
+    kernel::{cgroup::cgroup2_root, Kernel, KernelEntries, KernelStats, MatchOptions},
     pipeline::{Pipeline, PipelineOptions, PipelineParts},
     privilege,
     process::{CacheLimits, ProcessCache},
@@ -110,26 +109,13 @@ async fn run_async(mut options: RunOptions, reconfigure: Option<Reconfigure>) ->
         loads_done,
     );
     // Service mode: lock the pin directory and see what a previous agent left there.
-    let pin_dir = match &options.pin {
-        Some(pin) => Some(PinDir::open(&pin.dir)?),
-        None => None,
-    };
-    let previous = match &pin_dir {
-        Some(dir) => dir.generations()?,
-        None => Vec::new(),
-    };
-    if let Some(newest) = previous.iter().rev().find(|g| g.same_layout()) {
-        // Events a previous agent left in the ring name indicators by its ids: keep them.
-        match Kernel::pinned_entries(&newest.path) {
-            Ok(entries) => {
-                let seeded = reloader.seed_ids(&entries);
-                log::debug!(
-                    "took over {seeded} indicator ids from {}",
-                    newest.path.display()
-                );
-            }
-            Err(err) => log::warn!("cannot read the previous indicator ids: {err:#}"),
-        }
+    let pinning = options
+        .pin
+        .as_ref()
+        .map(|pin| Pinning::open(&pin.dir))
+        .transpose()?;
+    if let Some(pinning) = &pinning {
+        pinning.carry_over_ids(&mut reloader);
     }
     // A feed never fetched before is fetched now, so a first start has its indicators;
     // later starts use the cached copy and refresh in the background.
@@ -162,69 +148,16 @@ async fn run_async(mut options: RunOptions, reconfigure: Option<Reconfigure>) ->
     let entries = KernelEntries::from_set(&iocs, &options.match_options);
     let cgroup = cgroup2_root(options.cgroup.as_deref())?;
 
-    // Adopt the newest generation when this very build pinned it and it is big enough;
-    // otherwise load afresh (and retire the old generations once ours is attached).
-    let adoptable =
-        previous
-            .last()
-            .filter(|g| g.is_own())
-            .and_then(|generation| match Kernel::adopt(&generation.path) {
-                Ok((kernel, attached)) if fits(&kernel, &entries, options.ringbuf_bytes) => {
-                    Some((kernel, attached, generation.clone()))
-                }
-                Ok(_) => {
-                    log::info!(
-                        "pinned generation {} is too small for this indicator set or ring \
-                     buffer size: replacing it",
-                        generation.path.display()
-                    );
-                    None
-                }
-                Err(err) => {
-                    log::warn!(
-                        "cannot adopt {} ({err:#}): replacing it",
-                        generation.path.display()
-                    );
-                    None
-                }
-            });
-    let adopted = adoptable.is_some();
-    let (mut kernel, adopted_programs, mut generation) = match adoptable {
-        Some((kernel, attached, generation)) => (kernel, Some(attached), Some(generation)),
-        None => (
-            Kernel::load(MapSizes::for_entries(&entries, options.ringbuf_bytes))?,
-            None,
-            None,
-        ),
-    };
-    kernel.set_watched_comms(&options.watched_comms)?;
-    kernel.sync_indicators(entries)?;
-    kernel.set_settings(settings_flags(&options))?;
-
     // Handlers go in before readiness is announced, so a stop right after it is clean.
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
-    let attached = match (adopted_programs, &pin_dir) {
-        (Some(attached), _) => attached,
-        (None, Some(dir)) => {
-            let fresh = dir.create_generation()?;
-            match kernel.attach_pinned(&cgroup, &fresh.path) {
-                Ok(attached) => {
-                    generation = Some(fresh);
-                    attached
-                }
-                Err(err) => {
-                    // Nothing half-attached may outlive us.
-                    if let Err(cleanup) = remove_generation(&fresh.path) {
-                        log::error!("removing {}: {cleanup:#}", fresh.path.display());
-                    }
-                    return Err(err);
-                }
-            }
-        }
-        (None, None) => kernel.attach(&cgroup)?,
-    };
+    let Started {
+        mut kernel,
+        attached,
+        generation,
+        adopted,
+    } = start_kernel(&options, pinning.as_ref(), entries, &cgroup)?;
     let mut reader = kernel.take_event_reader()?;
     // Before any thread exists (capabilities are per thread; new threads inherit them).
     let capabilities = privilege::drop_all_but(&privilege::needed_after_attach())
@@ -251,24 +184,8 @@ async fn run_async(mut options: RunOptions, reconfigure: Option<Reconfigure>) ->
     });
     // After the exec tracepoint is attached, so no process falls between the two.
     let seeded = pipeline.seed_processes();
-    // Older generations go only now that ours records: no gap, at worst a connection
-    // seen by both in between is reported twice.
-    for old in previous
-        .iter()
-        .filter(|g| Some(&g.path) != generation.as_ref().map(|g| &g.path))
-    {
-        match Kernel::retire(old, |record| pipeline.handle(record)) {
-            Ok((read, discarded)) => log::info!(
-                "retired pinned generation {}: {read} events it held were read{}",
-                old.path.display(),
-                if discarded > 0 {
-                    format!(", {discarded} bytes of events of another layout discarded")
-                } else {
-                    String::new()
-                }
-            ),
-            Err(err) => log::error!("retiring {}: {err:#}", old.path.display()),
-        }
+    if let Some(pinning) = &pinning {
+        pinning.retire_others(generation.as_ref(), &mut pipeline);
     }
     let (feed_updated, mut feed_updates) = tokio::sync::mpsc::unbounded_channel();
     for (feed, fetched) in options.feeds.iter().zip(fetched_now) {
@@ -284,7 +201,7 @@ async fn run_async(mut options: RunOptions, reconfigure: Option<Reconfigure>) ->
         .context("starting a feed fetcher")?;
     }
     let summary = pipeline.iocs().summary();
-    let pinning = match &generation {
+    let pinned_note = match &generation {
         Some(generation) if adopted => format!(
             "; adopted pinned {} ({} bytes of events waiting)",
             generation.path.display(),
@@ -310,7 +227,7 @@ async fn run_async(mut options: RunOptions, reconfigure: Option<Reconfigure>) ->
         seeded,
         options.match_options.enforcement.describe(),
         privilege::describe(&capabilities),
-        pinning,
+        pinned_note,
     );
     let status = options.pin.as_ref().map(|pin| StatusWriter {
         path: pin.status_file.clone(),
@@ -354,7 +271,7 @@ async fn run_async(mut options: RunOptions, reconfigure: Option<Reconfigure>) ->
                 track_resolved(&mut kernel, &mut pipeline, &options.match_options.enforcement);
                 // Pinned, the ring outlives us: its records are given back only once the
                 // outputs have theirs, so a kill at any moment loses nothing.
-                if pin_dir.is_some() && !pipeline.sinks().wait_settled(SETTLE_TIMEOUT) {
+                if pinning.is_some() && !pipeline.sinks().wait_settled(SETTLE_TIMEOUT) {
                     log::debug!("outputs still busy after {SETTLE_TIMEOUT:?}; committing");
                 }
                 reader.commit();
@@ -493,15 +410,7 @@ fn apply_configuration(
 /// Longest wait for the outputs before the ring buffer space is given back anyway.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Whether an adopted generation has room for `entries` and the requested ring buffer.
-fn fits(kernel: &Kernel, entries: &KernelEntries, ringbuf_bytes: u32) -> bool {
-    let sizes = kernel.sizes();
-    entries.endpoints.len() <= sizes.endpoints as usize
-        && entries.nets.len() <= sizes.nets as usize
-        && sizes.ringbuf_bytes == ringbuf_bytes
-}
-
-fn pipeline_options(options: &RunOptions) -> PipelineOptions {
+pub(super) fn pipeline_options(options: &RunOptions) -> PipelineOptions {
     PipelineOptions {
         all_connections: options.all_connections,
         show_excluded: options.show_excluded,
@@ -553,7 +462,7 @@ impl StatusWriter {
 }
 
 /// The kernel's `SETTING_*` flag word for these options.
-fn settings_flags(options: &RunOptions) -> u32 {
+pub(super) fn settings_flags(options: &RunOptions) -> u32 {
     let mut flags = options.match_options.enforcement.settings_flags();
     if options.all_connections {
         flags |= SETTING_ALL_CONNECTIONS;
