@@ -216,7 +216,10 @@ impl StatusReport {
             ),
             Some(agent) => {
                 let state = if self.agent_running {
-                    format!("running (pid {}) since {}", agent.pid, agent.started)
+                    format!(
+                        "running (pid {}) since {}; its figures below as of {}",
+                        agent.pid, agent.started, agent.updated
+                    )
                 } else {
                     format!(
                         "not running (last seen {}); the pinned programs still record and enforce",
