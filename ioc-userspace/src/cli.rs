@@ -28,7 +28,8 @@ use crate::{
                   mode the kernel refuses connections to indicators (EPERM).\n\n\
                   Needs root to start (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN) \
                   and Linux >= 5.8 with BTF; once attached it keeps only CAP_BPF and \
-                  CAP_SYS_PTRACE. Service mode (run --pin) needs Linux >= 5.15. \
+                  CAP_SYS_PTRACE. Service mode (run --pin) keeps every program attached \
+                  between agents from Linux 5.15 (before: all but the process tracepoints). \
                   `iocmon probe` says what this kernel offers."
 )]
 pub struct Cli {

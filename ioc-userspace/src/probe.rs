@@ -372,7 +372,7 @@ pub fn kernel_check(release: &str) -> Check {
 
 /// The effective capability set from /proc/self/status text.
 /// Service mode (`run --pin`) pins every link; tracepoints are attached through BPF
-/// links only from 5.15.
+/// links only from 5.15, before which each agent attaches them again.
 pub fn service_mode_check(release: &str) -> Check {
     match parse_release(release) {
         Some(version) if version >= (5, 15) => Check::new(
@@ -384,8 +384,10 @@ pub fn service_mode_check(release: &str) -> Check {
             "service-mode",
             Status::Warn,
             format!(
-                "{release}: tracepoint links can be pinned from 5.15; run without --pin \
-                 (programs detach while the agent restarts)"
+                "{release}: tracepoint links can be pinned from 5.15; with --pin the \
+                 connect, send and DNS programs stay attached between agents, the process \
+                 tracepoints only while an agent runs (process starts during a restart \
+                 are missed)"
             ),
         ),
     }
@@ -711,7 +713,11 @@ mod tests {
         );
         let old = super::service_mode_check("5.10.0-35-arm64");
         assert_eq!(old.status, super::Status::Warn);
-        assert!(old.detail.contains("without --pin"), "{}", old.detail);
+        assert!(
+            old.detail.contains("only while an agent runs"),
+            "{}",
+            old.detail
+        );
     }
 
     use super::*;

@@ -101,6 +101,9 @@ pub struct StatusReport {
     pub generation: String,
     pub kernel_mode: String,
     pub programs: Vec<(String, u32)>,
+    /// Programs iocmon has in all; the rest (tracepoints before Linux 5.15) are attached
+    /// only while an agent runs.
+    pub program_count: usize,
     pub hook_calls: u64,
     pub indicator_hits: u64,
     pub blocked: u64,
@@ -133,6 +136,7 @@ impl StatusReport {
                 .iter()
                 .map(|p| (p.name.to_string(), p.id))
                 .collect(),
+            program_count: kernel.program_count,
             hook_calls: kernel.stats.hook_calls,
             indicator_hits: kernel.stats.ioc_hits,
             blocked: kernel.stats.blocked,
@@ -156,18 +160,23 @@ impl StatusReport {
         };
         line("pin dir", self.pin_dir.clone());
         line("generation", self.generation.clone());
-        line(
-            "programs",
+        let ids = self
+            .programs
+            .iter()
+            .map(|(_, id)| id.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let unpinned = self.program_count.saturating_sub(self.programs.len());
+        let programs = if unpinned == 0 {
+            format!("{} attached (ids {ids})", self.programs.len())
+        } else {
             format!(
-                "{} attached (ids {})",
-                self.programs.len(),
-                self.programs
-                    .iter()
-                    .map(|(_, id)| id.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-        );
+                "{} attached through pinned links (ids {ids}); {unpinned} tracepoints are \
+                 attached only while an agent runs (kernel before 5.15)",
+                self.programs.len()
+            )
+        };
+        line("programs", programs);
         line("kernel mode", self.kernel_mode.clone());
         line(
             "counters",

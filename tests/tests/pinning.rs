@@ -318,6 +318,103 @@ fn generation_of_another_layout_is_replaced_without_a_gap() {
     unpin_and_check(&dir, &new_ids);
 }
 
+/// How many BPF links in the kernel attach one of `programs` (on this kernel a tracepoint
+/// is attached through a link of its own, gone when it is detached).
+fn links_to(programs: &[u32]) -> usize {
+    aya::programs::loaded_links()
+        .filter_map(Result::ok)
+        .filter(|link| programs.contains(&link.program_id()))
+        .count()
+}
+
+/// Starts a pinned, blocking agent that behaves as on a kernel before 5.15, where
+/// tracepoint links cannot be pinned.
+fn start_without_pinnable_tracepoints(dir: &Path, iocs: &Path) -> Agent {
+    let mut command = Command::new(iocmon_bin());
+    command
+        .env("IOCMON_TEST_UNPINNED_TRACEPOINTS", "1")
+        .args([
+            "run",
+            "--no-config",
+            "--pin",
+            "--mode",
+            "block",
+            "--health-interval",
+            "0",
+        ])
+        .arg("--pin-dir")
+        .arg(dir)
+        .arg("--iocs")
+        .arg(iocs)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    Agent::spawn(command)
+}
+
+#[test]
+fn tracepoints_are_attached_again_where_their_links_cannot_be_pinned() {
+    let dir = pin_dir("reattach");
+    let _guard = PinGuard(dir.clone());
+    let iocs = scratch_dir("pin-reattach").join("iocs.txt");
+    std::fs::write(&iocs, "127.0.78.3\n").expect("writing indicators");
+    let target = indicator_listener("127.0.78.3");
+    let target_addr = target.local_addr().expect("addr").to_string();
+
+    let first = start_without_pinnable_tracepoints(&dir, &iocs);
+    let ids = first.program_ids.clone();
+    let generation = std::fs::read_dir(&dir)
+        .expect("pin dir")
+        .map(|e| e.expect("entry").path())
+        .next()
+        .expect("a generation");
+    assert!(generation.join("prog_ioc_exec").exists());
+    assert!(!generation.join("link_ioc_exec").exists());
+    assert!(generation.join("link_ioc_connect4").exists());
+    let killed = first.stop_with(libc::SIGKILL);
+    assert!(!killed.status.success());
+
+    // The socket programs' links are pinned: blocking goes on with no agent.
+    let (down_pid, down) = iocmon_tests::run_client_outcomes(CLIENT, &["tcp", &target_addr]);
+    assert_eq!(down.denied, 1, "{down:?}");
+    let status = iocmon(&["status", "--pin-dir", &dir.display().to_string()]);
+    let status_text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status_text.contains("6 attached through pinned links")
+            && status_text.contains("3 tracepoints are attached only while an agent runs"),
+        "{status_text}"
+    );
+
+    // ids[0..3] are the tracepoint programs (exec, exit, sock_state): no link while down.
+    assert_eq!(
+        links_to(&ids[..3]),
+        0,
+        "tracepoints detached with the agent"
+    );
+    let mut second = start_without_pinnable_tracepoints(&dir, &iocs);
+    assert_eq!(
+        second.program_ids, ids,
+        "the same programs, tracepoints attached again"
+    );
+    assert_eq!(links_to(&ids[..3]), 3, "each tracepoint attached again");
+    second.wait_for("the refusal made while no agent ran", |r| {
+        from_pid(r, down_pid) && r["AdditionalFields"]["Verdict"] == "blocked"
+    });
+    // A process started now is known from its exec event: the exec tracepoint is back.
+    let (pid, after) =
+        iocmon_tests::run_client_outcomes(CLIENT, &["note", "after-reattach", "tcp", &target_addr]);
+    assert_eq!(after.denied, 1, "{after:?}");
+    let record = second.wait_for("the refusal after the restart", |r| from_pid(r, pid));
+    assert!(
+        str_field(&record, "InitiatingProcessCommandLine").contains("after-reattach"),
+        "{record}"
+    );
+    let stopped = second.stop();
+    assert!(stopped.status.success(), "{:?}", stopped.stderr);
+    assert_eq!(accepted(&target), 0);
+    unpin_and_check(&dir, &ids);
+}
+
 #[test]
 fn status_and_unpin_explain_an_empty_pin_directory() {
     let dir = pin_dir("empty");

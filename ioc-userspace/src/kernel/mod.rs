@@ -95,7 +95,10 @@ pub struct KernelStats {
 /// The state of a pinned generation, read from its maps and links.
 #[derive(Clone, Debug)]
 pub struct PinnedStatus {
+    /// Programs attached through pinned links (all of them from Linux 5.15).
     pub programs: Vec<AttachedProgram>,
+    /// How many programs iocmon has in all.
+    pub program_count: usize,
     pub stats: KernelStats,
     /// The `SETTING_*` flag word.
     pub settings: u32,
@@ -121,6 +124,11 @@ pub struct SyncReport {
 pub struct Kernel {
     /// Programs this agent loaded; `None` when it adopted pinned ones.
     ebpf: Option<Ebpf>,
+    /// Pinned tracepoint programs this agent attached again after adopting them (kernels
+    /// that cannot pin tracepoint links). Never read: held so that their links last as
+    /// long as the agent.
+    #[allow(dead_code)]
+    reattached: Vec<TracePoint>,
     maps: std::collections::HashMap<&'static str, Map>,
     sizes: MapSizes,
     installed: KernelEntries,
@@ -167,6 +175,7 @@ impl Kernel {
         }
         Ok(Self {
             ebpf: Some(ebpf),
+            reattached: Vec::new(),
             maps,
             sizes,
             installed: KernelEntries::default(),
@@ -186,7 +195,32 @@ impl Kernel {
                 .with_context(|| format!("opening pinned map {}", path.display()))?;
             maps.insert(name, Map::from_map_data(data)?);
         }
-        let attached = pin::pinned_programs(dir, &all_program_names())?;
+        let mut attached =
+            Vec::with_capacity(TRACEPOINTS.len() + SKB_PROGRAMS.len() + SOCK_PROGRAMS.len());
+        let mut reattached = Vec::new();
+        for (name, category, event) in TRACEPOINTS {
+            if pin::link_path(dir, name).exists() {
+                attached.extend(pin::pinned_programs(dir, &[name])?);
+                continue;
+            }
+            // Pinned without its link (a kernel before 5.15): attach it again, for as
+            // long as this agent runs.
+            let path = pin::program_path(dir, name);
+            let mut program = TracePoint::from_pin(&path)
+                .with_context(|| format!("opening pinned program {}", path.display()))?;
+            program
+                .attach(category, event)
+                .with_context(|| format!("attaching {name} to {category}/{event}"))?;
+            let id = program.info().map(|info| info.id()).unwrap_or_default();
+            attached.push(AttachedProgram { name, id });
+            reattached.push(program);
+        }
+        let cgroup_programs: Vec<&'static str> = SKB_PROGRAMS
+            .iter()
+            .map(|(name, _)| *name)
+            .chain(SOCK_PROGRAMS)
+            .collect();
+        attached.extend(pin::pinned_programs(dir, &cgroup_programs)?);
         let max_entries = |name: &str| -> Result<u32> {
             Ok(match maps.get(name) {
                 Some(Map::HashMap(data)) | Some(Map::LpmTrie(data)) | Some(Map::RingBuf(data)) => {
@@ -202,6 +236,7 @@ impl Kernel {
         };
         let mut kernel = Self {
             ebpf: None,
+            reattached,
             maps,
             sizes,
             installed: KernelEntries::default(),
@@ -256,6 +291,7 @@ impl Kernel {
         }
         Ok(Self {
             ebpf: None,
+            reattached: Vec::new(),
             maps,
             sizes: MapSizes {
                 endpoints: 0,
@@ -277,7 +313,11 @@ impl Kernel {
     /// What the generation pinned in `dir` is doing, for `iocmon status`.
     pub fn pinned_status(dir: &Path) -> Result<PinnedStatus> {
         let mut view = Self::open_pinned(dir, &MAP_NAMES)?;
-        let programs = pin::pinned_programs(dir, &all_program_names())?;
+        let linked: Vec<&'static str> = all_program_names()
+            .into_iter()
+            .filter(|name| pin::link_path(dir, name).exists())
+            .collect();
+        let programs = pin::pinned_programs(dir, &linked)?;
         let (entries, resolved) = view.read_entries()?;
         let capacity = |name: &str| -> u32 {
             view.map(name)
@@ -302,6 +342,7 @@ impl Kernel {
         let ring = events::unread(events)?;
         Ok(PinnedStatus {
             programs,
+            program_count: all_program_names().len(),
             stats,
             settings,
             endpoints,
@@ -386,7 +427,12 @@ impl Kernel {
                 .with_context(|| format!("attaching {name} to {category}/{event}"))?;
             if let Some(dir) = pin_dir {
                 program.pin(pin::program_path(dir, name))?;
-                pin::pin_link(program.take_link(link)?, dir, name)?;
+                // Before 5.15 a tracepoint is attached through a perf event, which cannot
+                // be pinned: the link stays with this agent, the next one attaches the
+                // pinned program again.
+                if tracepoint_links_pinnable() {
+                    pin::pin_link(program.take_link(link)?, dir, name)?;
+                }
             }
             let id = program.info().map(|info| info.id()).unwrap_or_default();
             attached.push(AttachedProgram { name, id });
@@ -638,6 +684,17 @@ impl Kernel {
             .get(name)
             .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
     }
+}
+
+/// Whether tracepoints get BPF links (5.15), which can be pinned. `IOCMON_TEST_UNPINNED_TRACEPOINTS=1`
+/// makes the agent behave as on an older kernel, so the fallback is tested on this one.
+pub fn tracepoint_links_pinnable() -> bool {
+    if std::env::var_os("IOCMON_TEST_UNPINNED_TRACEPOINTS").is_some_and(|v| v == "1") {
+        return false;
+    }
+    aya::util::KernelVersion::current()
+        .map(|version| version >= aya::util::KernelVersion::new(5, 15, 0))
+        .unwrap_or(true)
 }
 
 fn all_program_names() -> Vec<&'static str> {

@@ -56,8 +56,8 @@ fn own_prefix() -> String {
     format!("v{LAYOUT_VERSION}-{}", object_tag())
 }
 
-/// Pins `link` as `dir/link_NAME`. Needs a BPF link (Linux >= 5.7 for cgroup programs,
-/// >= 5.15 for tracepoints); older kernels attach in ways that cannot be pinned.
+/// Pins `link` as `dir/link_NAME`. Needs a BPF link (Linux >= 5.7 for cgroup programs;
+/// tracepoint links, from 5.15, are only pinned where the kernel makes them).
 pub(super) fn pin_link<L>(link: L, dir: &Path, name: &str) -> Result<()>
 where
     FdLink: TryFrom<L, Error = LinkError>,
@@ -65,7 +65,7 @@ where
     let link = FdLink::try_from(link).map_err(|_| {
         anyhow!(
             "cannot pin the link of {name}: this kernel did not attach it through a BPF link \
-             (service mode needs Linux >= 5.15); run without --pin"
+             (service mode needs Linux >= 5.7); run without --pin"
         )
     })?;
     let path = link_path(dir, name);
