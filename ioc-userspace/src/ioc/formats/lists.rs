@@ -20,17 +20,20 @@ fn strip_comment(line: &str) -> &str {
     line
 }
 
+/// The lines that say something (comments cut, blank lines skipped), with their numbers.
+fn content_lines(text: &str) -> impl Iterator<Item = (Location, &str)> {
+    text.lines().enumerate().filter_map(|(index, raw)| {
+        let line = strip_comment(raw).trim();
+        (!line.is_empty()).then_some((Location::Line(index + 1), line))
+    })
+}
+
 /// Reads a plain list: one `ip`, `ip:port`, CIDR, domain, URL or hash per line, defanged
 /// forms (`1.2.3[.]4`, `hxxp://`) refanged; `#` comments and blank lines ignored.
 pub fn read_plain(text: &str, source: &str) -> Result<Vec<ParsedIndicator>, Vec<Reject>> {
     let mut out = Vec::new();
     let mut rejects = Rejects::default();
-    for (index, raw) in text.lines().enumerate() {
-        let line = strip_comment(raw).trim();
-        if line.is_empty() {
-            continue;
-        }
-        let location = Location::Line(index + 1);
+    for (location, line) in content_lines(text) {
         let value = refang(line);
         match parse_any_value(&value) {
             Ok(value) => {
@@ -68,12 +71,7 @@ const LOCAL_NAMES: &[&str] = &[
 pub fn read_hosts(text: &str, source: &str) -> Result<Vec<ParsedIndicator>, Vec<Reject>> {
     let mut out = Vec::new();
     let mut rejects = Rejects::default();
-    for (index, raw) in text.lines().enumerate() {
-        let line = strip_comment(raw).trim();
-        if line.is_empty() {
-            continue;
-        }
-        let location = Location::Line(index + 1);
+    for (location, line) in content_lines(text) {
         let mut fields = line.split_whitespace();
         let address = fields.next().unwrap_or("");
         if address.parse::<IpAddr>().is_err() {
