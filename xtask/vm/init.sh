@@ -9,7 +9,9 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
-mount -t tmpfs tmpfs /tmp
+# No tmpfs on /tmp: the initramfs is already writable, and a checkout under /tmp (a CI
+# clone, say) has its test clients at their build paths there, which a mount would hide.
+chmod 1777 /tmp
 mount -t tmpfs tmpfs /run
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t bpf bpf /sys/fs/bpf
