@@ -178,8 +178,9 @@ fn musl_crt(target: &Target, deb_arch: &str, multiarch: &str) -> Result<PathBuf>
         return Ok(dir);
     }
     let work = target_dir().join("vm");
-    crate::vm::ensure_index(deb_arch, &work, "musl-dev")?;
-    let deb = crate::vm::download("musl-dev", deb_arch, &work.join("debs"), &work)?;
+    let index = crate::vm::Index::native(deb_arch);
+    crate::vm::ensure_index(index, &work, "musl-dev")?;
+    let deb = crate::vm::download("musl-dev", index, &work.join("debs"), &work)?;
     let root = work.join(format!("musl-dev-{deb_arch}"));
     crate::vm::extract(&deb, &root, &[&format!("./usr/lib/{multiarch}/*")])?;
     let musl = root.join("usr/lib").join(multiarch);

@@ -34,6 +34,9 @@ pub struct Kernel {
     deb_arch: &'static str,
     meta_package: &'static str,
     triple: &'static str,
+    /// Another Debian release to take the kernel from (its own private package index on
+    /// the machine's Debian mirror); `None` for the machine's own release.
+    suite: Option<&'static str>,
 }
 
 pub const KERNELS: &[Kernel] = &[
@@ -42,24 +45,44 @@ pub const KERNELS: &[Kernel] = &[
         deb_arch: "amd64",
         meta_package: "linux-image-amd64",
         triple: "x86_64-unknown-linux-musl",
+        suite: None,
     },
     Kernel {
         name: "arm64-6.1",
         deb_arch: "arm64",
         meta_package: "linux-image-arm64",
         triple: "aarch64-unknown-linux-musl",
+        suite: None,
     },
     Kernel {
         name: "amd64-6.12",
         deb_arch: "amd64",
         meta_package: "linux-image-6.12-amd64",
         triple: "x86_64-unknown-linux-musl",
+        suite: None,
     },
     Kernel {
         name: "arm64-6.12",
         deb_arch: "arm64",
         meta_package: "linux-image-6.12-arm64",
         triple: "aarch64-unknown-linux-musl",
+        suite: None,
+    },
+    // Bullseye's 5.10: below 5.15, where tracepoint links can be pinned, and the oldest
+    // kernel Debian's mirror still serves; the closest booted check of the 5.8 floor.
+    Kernel {
+        name: "amd64-5.10",
+        deb_arch: "amd64",
+        meta_package: "linux-image-amd64",
+        triple: "x86_64-unknown-linux-musl",
+        suite: Some("bullseye"),
+    },
+    Kernel {
+        name: "arm64-5.10",
+        deb_arch: "arm64",
+        meta_package: "linux-image-arm64",
+        triple: "aarch64-unknown-linux-musl",
+        suite: Some("bullseye"),
     },
 ];
 
@@ -444,15 +467,44 @@ fn qemu_command(
     qemu
 }
 
-/// apt options for `deb_arch`: the system's own state for the host architecture; for
-/// another, a private package index under `dir` (the system's sources, that architecture
-/// only), so the machine's dpkg configuration is left alone.
-fn apt_options(deb_arch: &str, work: &Path) -> Vec<String> {
-    if deb_arch == host_deb_arch() {
-        return Vec::new();
+/// Which Debian packages to look up: an architecture, and optionally another release
+/// than the machine's own.
+#[derive(Clone, Copy)]
+pub struct Index<'a> {
+    pub deb_arch: &'a str,
+    pub suite: Option<&'a str>,
+}
+
+impl<'a> Index<'a> {
+    /// The machine's own release for `deb_arch`.
+    pub fn native(deb_arch: &'a str) -> Self {
+        Index {
+            deb_arch,
+            suite: None,
+        }
     }
-    let state = work.join(format!("apt-{deb_arch}"));
-    vec![
+
+    fn private_state(&self, work: &Path) -> Option<PathBuf> {
+        match self.suite {
+            Some(suite) => Some(work.join(format!("apt-{suite}-{}", self.deb_arch))),
+            None if self.deb_arch != host_deb_arch() => {
+                Some(work.join(format!("apt-{}", self.deb_arch)))
+            }
+            None => None,
+        }
+    }
+}
+
+/// apt options for `index`: the system's own state for the host architecture and
+/// release; otherwise a private package index under `work` (the system's sources, or for
+/// another release the system's Debian mirror with that suite), so the machine's own apt
+/// and dpkg configuration is left alone.
+fn apt_options(index: Index, work: &Path) -> Vec<String> {
+    let Some(state) = index.private_state(work) else {
+        return Vec::new();
+    };
+    let deb_arch = index.deb_arch;
+    let mut options = vec![
         "-o".into(),
         format!("Dir::State::Lists={}", state.join("lists").display()),
         "-o".into(),
@@ -461,15 +513,58 @@ fn apt_options(deb_arch: &str, work: &Path) -> Vec<String> {
         format!("APT::Architecture={deb_arch}"),
         "-o".into(),
         format!("APT::Architectures::={deb_arch}"),
-    ]
+    ];
+    if index.suite.is_some() {
+        options.extend([
+            "-o".into(),
+            format!(
+                "Dir::Etc::SourceList={}",
+                state.join("sources.list").display()
+            ),
+            "-o".into(),
+            format!(
+                "Dir::Etc::SourceParts={}",
+                state.join("sources.list.d").display()
+            ),
+        ]);
+    }
+    options
 }
 
-pub fn ensure_index(deb_arch: &str, work: &Path, probe: &str) -> Result<()> {
-    let options = apt_options(deb_arch, work);
-    if !options.is_empty() {
-        let state = work.join(format!("apt-{deb_arch}"));
-        for sub in ["lists/partial", "cache/archives/partial"] {
+/// The URI of the machine's main Debian archive (the one serving its own release), as
+/// apt knows it; another release's index is read from the same mirror.
+fn debian_mirror() -> Result<String> {
+    let out = Command::new("apt-get")
+        .args([
+            "indextargets",
+            "--format",
+            "$(REPO_URI) $(RELEASE) $(IDENTIFIER)",
+        ])
+        .output()
+        .context("running apt-get indextargets")?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (uri, release, what) = (fields.next()?, fields.next()?, fields.next()?);
+            (what == "Packages" && !release.contains('-') && uri.ends_with("/debian/"))
+                .then(|| uri.to_owned())
+        })
+        .context("apt knows no Debian archive to read another release from (apt-get update first)")
+}
+
+pub fn ensure_index(index: Index, work: &Path, probe: &str) -> Result<()> {
+    let options = apt_options(index, work);
+    if let Some(state) = index.private_state(work) {
+        for sub in ["lists/partial", "cache/archives/partial", "sources.list.d"] {
             std::fs::create_dir_all(state.join(sub))?;
+        }
+        if let Some(suite) = index.suite {
+            let sources = format!(
+                "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {} {suite} main\n",
+                debian_mirror()?
+            );
+            std::fs::write(state.join("sources.list"), sources)?;
         }
     }
     let known = Command::new("apt-cache")
@@ -483,7 +578,11 @@ pub fn ensure_index(deb_arch: &str, work: &Path, probe: &str) -> Result<()> {
     if known {
         return Ok(());
     }
-    eprintln!("xtask: fetching Debian's {deb_arch} package index (apt-get update)");
+    let release = index.suite.unwrap_or("the machine's release");
+    eprintln!(
+        "xtask: fetching Debian's {} package index for {release} (apt-get update)",
+        index.deb_arch
+    );
     status(
         Command::new("apt-get")
             .args(&options)
@@ -493,8 +592,8 @@ pub fn ensure_index(deb_arch: &str, work: &Path, probe: &str) -> Result<()> {
 
 /// The concrete package a meta package depends on (linux-image-amd64 ->
 /// linux-image-6.1.0-NN-amd64).
-fn resolve(meta: &str, deb_arch: &str, work: &Path) -> Result<String> {
-    let options = apt_options(deb_arch, work);
+fn resolve(meta: &str, index: Index, work: &Path) -> Result<String> {
+    let options = apt_options(index, work);
     let out = Command::new("apt-cache")
         .args(&options)
         .args(["depends", meta])
@@ -508,7 +607,8 @@ fn resolve(meta: &str, deb_arch: &str, work: &Path) -> Result<String> {
 }
 
 /// `apt-get download package:arch` into `dir` unless a .deb of it is already there.
-pub fn download(package: &str, deb_arch: &str, dir: &Path, work: &Path) -> Result<PathBuf> {
+pub fn download(package: &str, index: Index, dir: &Path, work: &Path) -> Result<PathBuf> {
+    let deb_arch = index.deb_arch;
     std::fs::create_dir_all(dir)?;
     let find = || -> Option<PathBuf> {
         std::fs::read_dir(dir)
@@ -527,7 +627,7 @@ pub fn download(package: &str, deb_arch: &str, dir: &Path, work: &Path) -> Resul
     eprintln!("xtask: apt-get download {package}:{deb_arch}");
     status(
         Command::new("apt-get")
-            .args(apt_options(deb_arch, work))
+            .args(apt_options(index, work))
             .args(["download", "-q", &format!("{package}:{deb_arch}")])
             .current_dir(dir),
     )?;
@@ -560,9 +660,13 @@ pub fn extract(deb: &Path, into: &Path, members: &[&str]) -> Result<()> {
 
 fn fetch_kernel(kernel: &Kernel, dir: &Path) -> Result<PathBuf> {
     let work = dir.parent().unwrap_or(dir);
-    ensure_index(kernel.deb_arch, work, kernel.meta_package)?;
-    let package = resolve(kernel.meta_package, kernel.deb_arch, work)?;
-    let deb = download(&package, kernel.deb_arch, &work.join("debs"), work)?;
+    let index = Index {
+        deb_arch: kernel.deb_arch,
+        suite: kernel.suite,
+    };
+    ensure_index(index, work, kernel.meta_package)?;
+    let package = resolve(kernel.meta_package, index, work)?;
+    let deb = download(&package, index, &work.join("debs"), work)?;
     let root = dir.join(&package);
     let boot = root.join("boot");
     if !boot.is_dir() {
@@ -598,8 +702,13 @@ fn fetch_tools(deb_arch: &str, work: &Path) -> Result<(PathBuf, PathBuf)> {
     let root = work.join(format!("tools-{deb_arch}"));
     let busybox = root.join("bin/busybox");
     if !busybox.is_file() {
-        ensure_index(deb_arch, work, "busybox-static")?;
-        let deb = download("busybox-static", deb_arch, &work.join("debs"), work)?;
+        ensure_index(Index::native(deb_arch), work, "busybox-static")?;
+        let deb = download(
+            "busybox-static",
+            Index::native(deb_arch),
+            &work.join("debs"),
+            work,
+        )?;
         extract(&deb, &root, &["./bin/busybox"])?;
     }
     let find_mksh = || -> Option<PathBuf> {
@@ -610,8 +719,8 @@ fn fetch_tools(deb_arch: &str, work: &Path) -> Result<(PathBuf, PathBuf)> {
             .find(|p| p.is_file())
     };
     if find_mksh().is_none() {
-        ensure_index(deb_arch, work, "mksh")?;
-        let deb = download("mksh", deb_arch, &work.join("debs"), work)?;
+        ensure_index(Index::native(deb_arch), work, "mksh")?;
+        let deb = download("mksh", Index::native(deb_arch), &work.join("debs"), work)?;
         extract(&deb, &root, &["./usr/lib/*-linux-musl*/bin/mksh"])?;
     }
     let mksh = find_mksh().context("the mksh package has no musl build")?;
