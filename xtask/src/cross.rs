@@ -91,18 +91,30 @@ pub fn ensure_target(triple: &str) -> Result<()> {
 }
 
 /// Installs Debian packages that are missing (apt). Idempotent.
-pub fn ensure_packages(packages: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = packages
+/// The installed version of a Debian package, `None` when it is not installed.
+pub fn installed_version(package: &str) -> Option<String> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}\t${Version}", package])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (state, version) = text.split_once('\t')?;
+    state
+        .contains("install ok installed")
+        .then(|| version.trim().to_owned())
+}
+
+/// The packages of `packages` that are not installed.
+pub fn missing_packages<'a>(packages: &[&'a str]) -> Vec<&'a str> {
+    packages
         .iter()
         .copied()
-        .filter(|package| {
-            !Command::new("dpkg-query")
-                .args(["-W", "-f=${Status}", package])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-                .unwrap_or(false)
-        })
-        .collect();
+        .filter(|package| installed_version(package).is_none())
+        .collect()
+}
+
+pub fn ensure_packages(packages: &[&str]) -> Result<()> {
+    let missing = missing_packages(packages);
     if missing.is_empty() {
         return Ok(());
     }

@@ -133,10 +133,9 @@ pub fn run(plan: &Plan) -> Result<()> {
     if kernels.iter().any(|k| k.deb_arch != "amd64") {
         packages.push("qemu-system-arm");
     }
-    cross::ensure_packages(&packages)?;
-
     let work = target_dir().join("vm");
     std::fs::create_dir_all(&work)?;
+    ensure_qemu(&packages, &work)?;
     let mut results = Vec::new();
     for kernel in kernels {
         let result = run_kernel(kernel, &work, plan).unwrap_or_else(|err| VmResult {
@@ -588,6 +587,74 @@ pub fn ensure_index(index: Index, work: &Path, probe: &str) -> Result<()> {
             .args(&options)
             .args(["update", "-q"]),
     )
+}
+
+/// Installs QEMU's system emulators. Where the machine's `qemu-utils` came from Debian's
+/// backports (some of these machines ship 10.0 from bookworm-backports), the emulators
+/// must come from there too: that `qemu-utils` breaks the release's own
+/// `qemu-system-common`. They are then installed through a private package index (the
+/// machine's sources plus `<codename>-backports` on its Debian mirror), so the machine's
+/// apt configuration and lists are left alone.
+fn ensure_qemu(packages: &[&str], work: &Path) -> Result<()> {
+    let missing = cross::missing_packages(packages);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let utils = cross::installed_version("qemu-utils").unwrap_or_default();
+    if !utils.contains("~bpo") {
+        return cross::ensure_packages(&missing);
+    }
+    let codename = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("VERSION_CODENAME=").map(str::to_owned))
+        })
+        .context("/etc/os-release names no VERSION_CODENAME to find backports by")?;
+    let backports = format!("{codename}-backports");
+    let state = work.join("apt-backports");
+    for sub in ["lists/partial", "cache/archives/partial"] {
+        std::fs::create_dir_all(state.join(sub))?;
+    }
+    // The machine's one-line sources (if any) plus backports; its sources.list.d is
+    // still read, so deb822 sources stay in.
+    let mut sources = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+    writeln!(
+        sources,
+        "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {} {backports} main",
+        debian_mirror()?
+    )?;
+    std::fs::write(state.join("sources.list"), sources)?;
+    let options = [
+        format!("Dir::State::Lists={}", state.join("lists").display()),
+        format!("Dir::Cache={}", state.join("cache").display()),
+        format!(
+            "Dir::Etc::SourceList={}",
+            state.join("sources.list").display()
+        ),
+    ];
+    let apt = |args: &[&str]| {
+        let mut command = Command::new("apt-get");
+        for option in &options {
+            command.args(["-o", option]);
+        }
+        status(command.args(args).env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    eprintln!(
+        "xtask: qemu-utils {utils} is a backport; installing {} from {backports} (apt, private index)",
+        missing.join(" ")
+    );
+    apt(&["update", "-q"])?;
+    let mut install = vec![
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        "-t",
+        &backports,
+    ];
+    install.extend(&missing);
+    apt(&install)
 }
 
 /// The concrete package a meta package depends on (linux-image-amd64 ->
