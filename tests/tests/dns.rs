@@ -149,7 +149,8 @@ fn dns_over_tcp_is_captured() {
 #[test]
 fn resolved_address_stops_matching_after_its_ttl() {
     let mut agent = Agent::start("dns-ttl", IOCS, &[]);
-    stub_resolver("127.0.53.4", Ipv4Addr::new(127, 0, 0, 80), 2);
+    // 4 s: long enough for the first connect on a loaded machine, short for the test.
+    stub_resolver("127.0.53.4", Ipv4Addr::new(127, 0, 0, 80), 4);
     let (pid, _) = query("dns", "justkiddin.live", "127.0.53.4");
     agent.wait_for("DnsEvents row", |r| {
         is_dns(r) && extra(r, "InitiatingProcessId") == pid
@@ -157,7 +158,8 @@ fn resolved_address_stops_matching_after_its_ttl() {
     let first = run_client(CLIENT, None, &["tcp", "127.0.0.80:8080"]);
     agent.wait_for("hit within the TTL", |r| from_pid(r, first));
 
-    std::thread::sleep(Duration::from_millis(3500));
+    // Past the TTL plus a second for the agent's expiry check, with a second to spare.
+    std::thread::sleep(Duration::from_secs(6));
     let later = run_client(
         CLIENT,
         None,

@@ -90,7 +90,6 @@ pub fn ensure_target(triple: &str) -> Result<()> {
         .with_context(|| format!("rustup could not provide the standard library for {triple}"))
 }
 
-/// Installs Debian packages that are missing (apt). Idempotent.
 /// The installed version of a Debian package, `None` when it is not installed.
 pub fn installed_version(package: &str) -> Option<String> {
     let out = Command::new("dpkg-query")
@@ -113,6 +112,7 @@ pub fn missing_packages<'a>(packages: &[&'a str]) -> Vec<&'a str> {
         .collect()
 }
 
+/// Installs Debian packages that are missing (apt). Idempotent.
 pub fn ensure_packages(packages: &[&str]) -> Result<()> {
     let missing = missing_packages(packages);
     if missing.is_empty() {

@@ -566,9 +566,11 @@ pub fn ensure_index(index: Index, work: &Path, probe: &str) -> Result<()> {
             std::fs::write(state.join("sources.list"), sources)?;
         }
     }
+    // The machine's dpkg status is left out of the check: a package installed for the
+    // host architecture (musl-dev, say) would pass for one the index offers.
     let known = Command::new("apt-cache")
         .args(&options)
-        .args(["show", probe])
+        .args(["-o", "Dir::State::status=/dev/null", "show", probe])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()

@@ -267,8 +267,11 @@ async fn run_async(mut options: RunOptions, reconfigure: Option<Reconfigure>) ->
                 read?;
                 for record in batch.drain(..) {
                     pipeline.handle(&record);
+                    // An answer's addresses go into the kernel before the next record,
+                    // not after the batch: the asking process connects as soon as it
+                    // reads the answer, and a batch can hold thousands of records.
+                    track_resolved(&mut kernel, &mut pipeline, &options.match_options.enforcement);
                 }
-                track_resolved(&mut kernel, &mut pipeline, &options.match_options.enforcement);
                 // Pinned, the ring outlives us: its records are given back only once the
                 // outputs have theirs, so a kill at any moment loses nothing.
                 if pinning.is_some() && !pipeline.sinks().wait_settled(SETTLE_TIMEOUT) {
