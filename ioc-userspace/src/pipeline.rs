@@ -66,8 +66,10 @@ const MAX_AWAITING_OUTCOME: usize = 8192;
 
 pub struct Pipeline {
     iocs: IocSet,
-    /// The set before the last reload: events already in the ring buffer may name its
-    /// indicators (ids are never reused, so there is no confusion).
+    /// The indicators the last reload removed: events already in the ring buffer may
+    /// name them (ids are never reused, so there is no confusion). Only the removed
+    /// ones: an id the new set still has is found there, so a reload does not keep a
+    /// second copy of the whole set.
     previous_iocs: Option<IocSet>,
     rules: RuleSet,
     processes: ProcessCache,
@@ -136,7 +138,8 @@ impl Pipeline {
     /// Installs a reloaded indicator set (after the kernel maps were updated).
     pub fn replace_iocs(&mut self, iocs: IocSet) {
         self.domains = DomainIndex::from_set(&iocs);
-        self.previous_iocs = Some(std::mem::replace(&mut self.iocs, iocs));
+        let previous = std::mem::replace(&mut self.iocs, iocs);
+        self.previous_iocs = Some(previous.removed_in(&self.iocs));
     }
 
     /// Addresses resolved from domain indicators since the last call, for the kernel.

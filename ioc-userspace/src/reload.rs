@@ -203,6 +203,7 @@ impl Reloader {
                 );
             }
         }
+        release_freed_memory();
         if let Some(again) = self.again.take() {
             self.start(again);
         }
@@ -263,5 +264,17 @@ impl Reloader {
         self.fingerprints = sources.files.iter().map(fingerprint).collect();
         self.sources = sources;
         self.rules_file = rules_file;
+    }
+}
+
+/// Hands the memory a load freed back to the system. A load parses every file again on a
+/// blocking thread; glibc keeps what that thread's arena freed, so without this the
+/// resident size stays near the load's peak (22 MB more for 100,000 indicators). musl,
+/// which the device builds use, has no such call (not measured there).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own heap structures; no pointers are passed.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     sync::mpsc,
     time::Duration,
@@ -61,8 +61,8 @@ pub fn run(plan: &Plan) -> Result<()> {
         cpu_without.push(cpu);
         let mut running = start_agent(&agent, &iocs)?;
         let rate = measure(&client, plan.iterations);
-        agent_rss_kib = agent_rss_kib.max(rss_kib(running.id()).unwrap_or(0));
-        stop_agent(&mut running)?;
+        agent_rss_kib = agent_rss_kib.max(rss_kib(running.child.id()).unwrap_or(0));
+        stop_agent(&mut running.child)?;
         let (rate, cpu) = rate?;
         eprintln!("xtask: round {round}: with agent    {rate:.0} connects/s, {cpu:.2} us CPU each");
         with.push(rate);
@@ -107,14 +107,76 @@ pub fn run(plan: &Plan) -> Result<()> {
     println!("{section}");
     let doc = workspace_root().join("docs/BENCHMARKS.md");
     write_section(&doc, START, END, &section)?;
+    memory_bench(&agent, plan.indicators, &doc)?;
     load_bench(&agent, plan.load_indicators, &doc)
+}
+
+const MEMORY_START: &str = "<!-- memory-bench:start -->";
+const MEMORY_END: &str = "<!-- memory-bench:end -->";
+
+/// The agent's resident memory with `count` indicators, at start and after a reload that
+/// changes 1% of them, against the same agent with the bundled two-line sample.
+fn memory_bench(agent: &Path, count: u32, doc: &Path) -> Result<()> {
+    let sample = workspace_root().join("ioc-userspace/samples/loopback-iocs.txt");
+    let mut base = start_agent(agent, &sample)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let base_kib = rss_kib(base.child.id()).unwrap_or(0);
+    stop_agent(&mut base.child)?;
+
+    let iocs = std::env::temp_dir().join("iocmon-bench-memory.txt");
+    std::fs::write(&iocs, indicator_file(count))?;
+    let mut agent = start_agent(agent, &iocs)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let ready_kib = rss_kib(agent.child.id()).unwrap_or(0);
+    // A 1% change: the first hundredth removed, as many new ones added.
+    let changed = count / 100;
+    let text = indicator_file(count);
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.drain(1..=changed as usize);
+    let mut updated = lines.join("\n");
+    for i in 0..changed {
+        let (c, d) = ((i >> 8) & 0xff, i & 0xff);
+        updated.push_str(&format!("\n127.255.{c}.{d}:4444"));
+    }
+    updated.push('\n');
+    std::fs::write(&iocs, updated)?;
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(agent.child.id() as libc::pid_t, libc::SIGHUP) };
+    let reloaded = agent.wait_for("reloaded indicators", Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(2));
+    let reload_kib = rss_kib(agent.child.id()).unwrap_or(0);
+    let peak_kib = hwm_kib(agent.child.id()).unwrap_or(0);
+    stop_agent(&mut agent.child)?;
+    let _ = std::fs::remove_file(&iocs);
+    reloaded?;
+    let per = |kib: u64| kib.saturating_sub(base_kib) as f64 * 1024.0 / f64::from(count);
+    let section = format!(
+        "{MEMORY_START}\n\
+         Measured {date} with `cargo xtask bench --indicators {count}` (the memory step):\n\
+         the release agent's resident memory (VmRSS) 2 s after it is ready, with {count}\n\
+         loopback indicators (nine in ten `ip:port`), then 2 s after a SIGHUP reload of the\n\
+         file with {changed} removed and {changed} added. Baseline: the same agent with the\n\
+         bundled two-indicator sample. Kernel maps are not in these figures (see below).\n\n\
+         | measure | value |\n\
+         |---|---|\n\
+         | baseline: agent with 2 indicators | {base_kib} KiB |\n\
+         | {count} indicators, ready | {ready_kib} KiB ({ready_per:.0} bytes per indicator over the baseline) |\n\
+         | after the 1% reload | {reload_kib} KiB ({reload_per:.0} bytes per indicator) |\n\
+         | peak (VmHWM), during the reload | {peak_kib} KiB |\n\
+         \n{MEMORY_END}",
+        date = today(),
+        ready_per = per(ready_kib),
+        reload_per = per(reload_kib),
+    );
+    println!("{section}");
+    write_section(doc, MEMORY_START, MEMORY_END, &section)
 }
 
 const LOAD_START: &str = "<!-- load-bench:start -->";
 const LOAD_END: &str = "<!-- load-bench:end -->";
 
 /// Parse-and-load of many indicators into the real kernel maps, and a 1% reload.
-fn load_bench(agent: &Path, count: u32, doc: &PathBuf) -> Result<()> {
+fn load_bench(agent: &Path, count: u32, doc: &Path) -> Result<()> {
     let bench = agent.with_file_name("load-bench");
     let output = Command::new(&bench)
         .arg(count.to_string())
@@ -225,10 +287,31 @@ fn measure(client: &Path, iterations: u32) -> Result<(f64, f64)> {
     Ok((rate, cpu * 1e6 / f64::from(iterations)))
 }
 
-fn start_agent(agent: &Path, iocs: &Path) -> Result<Child> {
+/// A running agent and the lines of its stderr.
+struct RunningAgent {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl RunningAgent {
+    /// Waits for a stderr line containing `text`.
+    fn wait_for(&self, text: &str, timeout: Duration) -> Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return Ok(()),
+                Ok(_) => {}
+                Err(_) => bail!("iocmon printed no {text:?} within {timeout:?}"),
+            }
+        }
+    }
+}
+
+fn start_agent(agent: &Path, iocs: &Path) -> Result<RunningAgent> {
+    // --no-config: an installed service configuration must not change what is measured.
     let mut child = Command::new(agent)
-        .arg("run")
-        .arg("--iocs")
+        .args(["run", "--no-config", "--iocs"])
         .arg(iocs)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -238,16 +321,15 @@ fn start_agent(agent: &Path, iocs: &Path) -> Result<Child> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains(": ready: ") {
-                let _ = tx.send(());
-            }
+            let _ = tx.send(line);
         }
     });
-    if rx.recv_timeout(Duration::from_secs(120)).is_err() {
-        let _ = child.kill();
-        bail!("iocmon did not become ready");
+    let mut running = RunningAgent { child, stderr: rx };
+    if let Err(err) = running.wait_for(": ready: ", Duration::from_secs(120)) {
+        let _ = running.child.kill();
+        return Err(err);
     }
-    Ok(child)
+    Ok(running)
 }
 
 fn stop_agent(child: &mut Child) -> Result<()> {
@@ -261,10 +343,19 @@ fn stop_agent(child: &mut Child) -> Result<()> {
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+fn hwm_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A `/proc/PID/status` field in KiB.
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
@@ -299,12 +390,7 @@ fn kernel_release() -> String {
 }
 
 /// Replaces the text between the markers (or appends it) in `path`.
-fn write_section(
-    path: &PathBuf,
-    start_marker: &str,
-    end_marker: &str,
-    section: &str,
-) -> Result<()> {
+fn write_section(path: &Path, start_marker: &str, end_marker: &str, section: &str) -> Result<()> {
     let current = std::fs::read_to_string(path).unwrap_or_default();
     let updated = match (current.find(start_marker), current.find(end_marker)) {
         (Some(start), Some(end)) if end > start => format!(

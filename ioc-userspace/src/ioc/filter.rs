@@ -74,11 +74,11 @@ mod tests {
         let mut ind = network_indicator("127.0.0.2:4444", "t", 1).unwrap();
         ind.meta.confidence = Some(confidence);
         ind.meta.threat_type = Some("botnet_cc".into());
-        ind.meta.malware = Some(Malware {
+        ind.meta.malware = Some(std::sync::Arc::new(Malware {
             id: Some("elf.mirai".into()),
             printable: Some("Mirai".into()),
             aliases: Vec::new(),
-        });
+        }));
         ind.meta.first_seen = Some(OffsetDateTime::UNIX_EPOCH + Duration::days(1000 - days_ago));
         ind
     }

@@ -119,6 +119,22 @@ impl IocSet {
         self.entries.len()
     }
 
+    /// The entries whose ids `newer` does not have.
+    pub fn removed_in(self, newer: &IocSet) -> IocSet {
+        let (ids, entries): (Vec<KernelId>, Vec<ParsedIndicator>) = self
+            .ids
+            .into_iter()
+            .zip(self.entries)
+            .filter(|(id, _)| !newer.index.contains_key(id))
+            .unzip();
+        let index = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        IocSet {
+            entries,
+            ids,
+            index,
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -209,5 +225,11 @@ mod tests {
         assert_eq!(again_ids["127.0.0.2:4444"], endpoint_id);
         assert_ne!(again_ids["127.0.0.4"], removed_id);
         assert!(again.get(removed_id).is_none());
+
+        // What a reload keeps of the old set for events in flight: only the removed one.
+        let kept = set.removed_in(&again);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept.get(removed_id).unwrap().value.to_string(), "127.0.0.3");
+        assert!(kept.get(endpoint_id).is_none());
     }
 }

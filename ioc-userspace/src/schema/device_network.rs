@@ -370,11 +370,11 @@ mod tests {
         let mut indicator = network_indicator("127.0.0.2:4444", "mirai.txt", 3).unwrap();
         indicator.meta.threat_type = Some("botnet_cc".into());
         indicator.meta.confidence = Some(100);
-        indicator.meta.malware = Some(crate::ioc::formats::model::Malware {
+        indicator.meta.malware = Some(std::sync::Arc::new(crate::ioc::formats::model::Malware {
             id: Some("elf.mirai".into()),
             printable: Some("Mirai".into()),
             aliases: Vec::new(),
-        });
+        }));
         let mut row = build(
             &event,
             1_689_769_062_778_236_400,
@@ -412,11 +412,11 @@ mod tests {
         let mut indicator = network_indicator("127.0.0.2:4444", "mirai.txt", 3).unwrap();
         indicator.meta.threat_type = Some("botnet_cc".into());
         indicator.meta.confidence = Some(100);
-        indicator.meta.malware = Some(crate::ioc::formats::model::Malware {
+        indicator.meta.malware = Some(std::sync::Arc::new(crate::ioc::formats::model::Malware {
             id: Some("elf.mirai".into()),
             printable: Some("Mirai".into()),
             aliases: Vec::new(),
-        });
+        }));
         let mut row = build(
             &event,
             1_689_769_062_778_236_400,

@@ -170,11 +170,11 @@ mod tests {
         let mut meta = IndicatorMeta::new(&value, "seed-threatfox-mirai.txt", Location::Line(9));
         meta.threat_type = Some("botnet_cc".into());
         meta.confidence = Some(100);
-        meta.malware = Some(crate::ioc::formats::model::Malware {
+        meta.malware = Some(std::sync::Arc::new(crate::ioc::formats::model::Malware {
             id: Some("elf.mirai".into()),
             printable: Some("Mirai".into()),
             aliases: Vec::new(),
-        });
+        }));
         let indicator = ParsedIndicator { value, meta };
         let row = build(
             &query,

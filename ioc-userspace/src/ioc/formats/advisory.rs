@@ -2,7 +2,7 @@
 //! (`| Type | Value | Threat Type | First Seen | Confidence |`, values often defanged),
 //! the `Malware Family:` line, and the `dynamic([...])` lists of KQL hunting queries.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use super::{
     model::{
@@ -66,10 +66,12 @@ fn malware_family(text: &str) -> Option<String> {
 /// Reads an advisory: every row of its IOC tables and every value in its KQL
 /// `dynamic([...])` lists (repeated values kept once).
 pub fn read_advisory(text: &str, source: &str) -> Result<Vec<ParsedIndicator>, Vec<Reject>> {
-    let malware = malware_family(text).map(|name| Malware {
-        id: None,
-        printable: Some(name),
-        aliases: Vec::new(),
+    let malware = malware_family(text).map(|name| {
+        Arc::new(Malware {
+            id: None,
+            printable: Some(name),
+            aliases: Vec::new(),
+        })
     });
     let mut out = Vec::new();
     let mut seen = HashSet::new();

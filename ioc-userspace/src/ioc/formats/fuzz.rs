@@ -148,7 +148,7 @@ fn check(result: Result<Vec<ParsedIndicator>, Vec<Reject>>) {
         Ok(found) => {
             for indicator in found {
                 let _ = indicator.value.to_string();
-                assert_eq!(indicator.meta.source, "fuzz");
+                assert_eq!(&*indicator.meta.source, "fuzz");
             }
         }
         Err(rejects) => {

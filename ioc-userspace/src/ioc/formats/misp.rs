@@ -8,6 +8,8 @@
 //! e-mail addresses, file names, ...) are context and skipped, and so are attributes marked
 //! `"to_ids": false` (MISP's "not for detection").
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use super::{
@@ -205,11 +207,11 @@ impl Reader<'_> {
         tags.extend(tag_names(obj.get("Tag")));
         let malware = tags.iter().find_map(|tag| {
             let name = tag.strip_prefix("misp-galaxy:malpedia=")?.trim_matches('"');
-            Some(Malware {
+            Some(Arc::new(Malware {
                 id: None,
                 printable: Some(name.to_string()),
                 aliases: Vec::new(),
-            })
+            }))
         });
         for value in values {
             let mut meta = IndicatorMeta::new(&value, self.source, Location::Json(path.into()));

@@ -9,7 +9,7 @@
 //! brackets do not balance, is a reject. Malware names come from `indicates` relationships,
 //! reporters from `created_by_ref` identities in the same bundle.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use serde_json::Value;
 
@@ -181,10 +181,12 @@ pub(super) fn stix_value(value: &Value, source: &str) -> Result<Vec<ParsedIndica
         let malware = id
             .and_then(|id| indicates.get(id))
             .and_then(|target| names.get(target))
-            .map(|name| Malware {
-                id: None,
-                printable: Some(name.to_string()),
-                aliases: Vec::new(),
+            .map(|name| {
+                Arc::new(Malware {
+                    id: None,
+                    printable: Some(name.to_string()),
+                    aliases: Vec::new(),
+                })
             });
         let reporter = obj
             .get("created_by_ref")

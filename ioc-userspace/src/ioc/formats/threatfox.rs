@@ -1,6 +1,8 @@
 //! ThreatFox (abuse.ch): the JSON export (`/export/json/recent/`), API answers
 //! (`get_iocs`, `search_ioc`) and the CSV export. Schema notes: reference §4.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use super::{
@@ -242,11 +244,11 @@ fn entry(
     }
     meta.threat_type = threat_type;
     if malware_id.is_some() || printable.is_some() || !aliases.is_empty() {
-        meta.malware = Some(Malware {
+        meta.malware = Some(Arc::new(Malware {
             id: malware_id,
             printable,
             aliases,
-        });
+        }));
     }
     meta.confidence = confidence.map(|c| c as u8);
     meta.first_seen = first_seen;
@@ -479,7 +481,7 @@ mod tests {
         assert_eq!(vidar.meta.compromised, Some(true));
         assert_eq!(vidar.meta.tags, ["vidar"]);
         assert_eq!(vidar.meta.reporter.as_deref(), Some("crep1x"));
-        assert_eq!(vidar.meta.source, "recent.json");
+        assert_eq!(&*vidar.meta.source, "recent.json");
         assert_eq!(
             vidar.meta.location,
             Location::Json("$[\"1856791\"][0]".into())
