@@ -180,7 +180,15 @@ fn binary_for_nobody() -> PathBuf {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
         .expect("opening the scratch dir to nobody");
     let copy = dir.join("iocmon");
-    std::fs::copy(iocmon_bin(), &copy).expect("copying iocmon");
+    // cp(1), not std::fs::copy: a write handle open in this process is inherited by any
+    // child another test forks meanwhile, and executing the copy then fails with ETXTBSY
+    // (seen once in a CI run). cp's handle lives and dies in cp.
+    let copied = Command::new("cp")
+        .arg(iocmon_bin())
+        .arg(&copy)
+        .status()
+        .expect("running cp");
+    assert!(copied.success(), "copying iocmon failed: {copied}");
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
         .expect("making the copy executable");
     copy
