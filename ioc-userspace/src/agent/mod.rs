@@ -158,6 +158,8 @@ async fn run_async(mut options: RunOptions, reconfigure: Option<Reconfigure>) ->
         generation,
         adopted,
     } = start_kernel(&options, pinning.as_ref(), entries, &cgroup)?;
+    // The load's parse trees and the kernel entries are gone; give their memory back.
+    crate::reload::release_freed_memory();
     let mut reader = kernel.take_event_reader()?;
     // Before any thread exists (capabilities are per thread; new threads inherit them).
     let capabilities = privilege::drop_all_but(&privilege::needed_after_attach())
