@@ -125,7 +125,7 @@ mod tests {
 
     fn indicator(threat: Option<&str>, confidence: Option<u8>) -> ParsedIndicator {
         let mut parsed = network_indicator("127.0.0.2:4444", "test", 1).unwrap();
-        parsed.meta.threat_type = threat.map(str::to_string);
+        parsed.meta.threat_type = threat.map(std::sync::Arc::from);
         parsed.meta.confidence = confidence;
         parsed
     }

@@ -156,7 +156,10 @@ impl IocSet {
         for entry in &self.entries {
             *summary.by_type.entry(entry.value.type_name()).or_default() += 1;
             if let Some(threat) = &entry.meta.threat_type {
-                *summary.by_threat_type.entry(threat.clone()).or_default() += 1;
+                *summary
+                    .by_threat_type
+                    .entry(threat.to_string())
+                    .or_default() += 1;
             }
             if let Some(malware) = &entry.meta.malware {
                 let name = malware

@@ -42,7 +42,7 @@ impl Provenance {
             IndicatorType: indicator.value.type_name(),
             IndicatorStableId: meta.id.to_string(),
             IndicatorSource: indicator.origin(),
-            ThreatType: meta.threat_type.clone(),
+            ThreatType: meta.threat_type.as_deref().map(str::to_owned),
             Malware: meta
                 .malware
                 .as_ref()

@@ -6,8 +6,8 @@ use std::{collections::HashSet, sync::Arc};
 
 use super::{
     model::{
-        normalize_domain, parse_any_value, parse_timestamp, parse_typed_value, IndicatorMeta,
-        IocValue, Location, Malware, ParsedIndicator, Reject, Rejects,
+        normalize_domain, parse_any_value, parse_timestamp, parse_typed_value, shared_text,
+        IndicatorMeta, IocValue, Location, Malware, ParsedIndicator, Reject, Rejects,
     },
     refang::refang,
 };
@@ -120,7 +120,7 @@ pub fn read_advisory(text: &str, source: &str) -> Result<Vec<ParsedIndicator>, V
             .threat_type
             .map(|i| row[i])
             .filter(|t| !t.is_empty())
-            .map(str::to_string);
+            .map(shared_text);
         if let Some(cell) = columns.first_seen.map(|i| row[i]).filter(|c| !c.is_empty()) {
             match parse_timestamp(cell) {
                 Ok(when) => meta.first_seen = Some(when),

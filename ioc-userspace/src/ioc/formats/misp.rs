@@ -15,8 +15,8 @@ use serde_json::{Map, Value};
 use super::{
     json::{self, Fields},
     model::{
-        parse_timestamp, parse_typed_value, IndicatorMeta, IocValue, Location, Malware,
-        ParsedIndicator, Reject, Rejects,
+        parse_timestamp, parse_typed_value, shared_text, IndicatorMeta, IocValue, Location,
+        Malware, ParsedIndicator, Reject, Rejects,
     },
 };
 use crate::ioc::IndicatorValue;
@@ -215,12 +215,12 @@ impl Reader<'_> {
         });
         for value in values {
             let mut meta = IndicatorMeta::new(&value, self.source, Location::Json(path.into()));
-            meta.threat_type = category.clone();
+            meta.threat_type = category.as_ref().map(shared_text);
             meta.first_seen = times[0];
             meta.last_seen = times[1];
             meta.tags = tags.clone();
             meta.malware = malware.clone();
-            meta.reporter = context.reporter.clone();
+            meta.reporter = context.reporter.as_ref().map(shared_text);
             self.out.push(ParsedIndicator { value, meta });
         }
     }

@@ -128,7 +128,7 @@ impl fmt::Display for StableId {
 }
 
 /// Malware family as the feed names it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Malware {
     /// Malpedia-style id (`elf.mirai`), when given.
     pub id: Option<String>,
@@ -158,7 +158,8 @@ impl fmt::Display for Location {
 pub struct IndicatorMeta {
     pub id: StableId,
     /// `botnet_cc`, `payload_delivery`, ... as the feed says.
-    pub threat_type: Option<String>,
+    /// Shared: a feed has a handful of threat types (see [`shared_text`]).
+    pub threat_type: Option<Arc<str>>,
     /// Shared: readers give every indicator of one event or family the same one, and
     /// most indicators have none (8 bytes instead of 72 inline).
     pub malware: Option<Arc<Malware>>,
@@ -170,7 +171,8 @@ pub struct IndicatorMeta {
     pub tags: Vec<String>,
     /// The file or URL the indicator was read from; one allocation per file, shared.
     pub source: Arc<str>,
-    pub reporter: Option<String>,
+    /// Shared, like the threat type.
+    pub reporter: Option<Arc<str>>,
     /// ThreatFox `is_compromised` (absent in older exports).
     pub compromised: Option<bool>,
     /// Where in the source the entry was.
@@ -201,6 +203,55 @@ thread_local! {
     /// The source name handed out last: a reader calls [`IndicatorMeta::new`] with the
     /// same name for every entry of a file, which then share one allocation.
     static LAST_SOURCE: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+}
+
+thread_local! {
+    /// Texts that repeat across a feed's entries (threat types, reporters).
+    static SHARED_TEXTS: RefCell<std::collections::HashSet<Arc<str>>> = RefCell::default();
+}
+
+/// Most distinct texts kept for sharing; past it the table starts again (a hostile feed
+/// with a new reporter per entry must not grow it without bound).
+const MAX_SHARED_TEXTS: usize = 4096;
+
+/// One allocation for each distinct text on this thread: a feed of 100,000 entries has a
+/// handful of threat types and reporters, which would otherwise be 100,000 strings each.
+pub fn shared_text(text: impl AsRef<str>) -> Arc<str> {
+    let text = text.as_ref();
+    SHARED_TEXTS.with(|texts| {
+        let mut texts = texts.borrow_mut();
+        if let Some(shared) = texts.get(text) {
+            return Arc::clone(shared);
+        }
+        if texts.len() >= MAX_SHARED_TEXTS {
+            texts.clear();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        texts.insert(Arc::clone(&shared));
+        shared
+    })
+}
+
+thread_local! {
+    /// Malware families seen in feeds, for sharing like [`SHARED_TEXTS`].
+    static SHARED_MALWARE: RefCell<std::collections::HashSet<Arc<Malware>>> = RefCell::default();
+}
+
+/// One allocation for each distinct malware family on this thread (ThreatFox repeats the
+/// same few dozen families in every entry). Bounded like [`shared_text`].
+pub fn shared_malware(malware: Malware) -> Arc<Malware> {
+    SHARED_MALWARE.with(|families| {
+        let mut families = families.borrow_mut();
+        if let Some(shared) = families.get(&malware) {
+            return Arc::clone(shared);
+        }
+        if families.len() >= MAX_SHARED_TEXTS {
+            families.clear();
+        }
+        let shared = Arc::new(malware);
+        families.insert(Arc::clone(&shared));
+        shared
+    })
 }
 
 fn shared_source(source: &str) -> Arc<str> {

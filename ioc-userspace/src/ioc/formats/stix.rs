@@ -16,8 +16,8 @@ use serde_json::Value;
 use super::{
     json::{self, Fields},
     model::{
-        parse_hash, parse_timestamp, parse_typed_value, HashKind, IndicatorMeta, IocValue,
-        Location, Malware, ParsedIndicator, Reject, Rejects,
+        parse_hash, parse_timestamp, parse_typed_value, shared_text, HashKind, IndicatorMeta,
+        IocValue, Location, Malware, ParsedIndicator, Reject, Rejects,
     },
 };
 use crate::ioc::IndicatorValue;
@@ -203,13 +203,13 @@ pub(super) fn stix_value(value: &Value, source: &str) -> Result<Vec<ParsedIndica
             .map(str::to_string);
         for value in parsed {
             let mut meta = IndicatorMeta::new(&value, source, Location::Json(path.clone()));
-            meta.threat_type = kinds.first().cloned();
+            meta.threat_type = kinds.first().map(shared_text);
             meta.malware = malware.clone();
             meta.confidence = confidence.map(|c| c as u8);
             meta.first_seen = first_seen;
             meta.reference = reference.clone();
             meta.tags = labels.clone();
-            meta.reporter = reporter.clone();
+            meta.reporter = reporter.as_ref().map(shared_text);
             out.push(ParsedIndicator { value, meta });
         }
     }

@@ -1,15 +1,13 @@
 //! ThreatFox (abuse.ch): the JSON export (`/export/json/recent/`), API answers
 //! (`get_iocs`, `search_ioc`) and the CSV export. Schema notes: reference §4.
 
-use std::sync::Arc;
-
 use serde_json::{Map, Value};
 
 use super::{
     json::{self, Fields},
     model::{
-        parse_timestamp, parse_typed_value, IndicatorMeta, Location, Malware, ParsedIndicator,
-        Reject, Rejects, StableId,
+        parse_timestamp, parse_typed_value, shared_malware, shared_text, IndicatorMeta, Location,
+        Malware, ParsedIndicator, Reject, Rejects, StableId,
     },
 };
 
@@ -242,9 +240,9 @@ fn entry(
     if let Some(id) = id {
         meta.id = StableId::ThreatFox(id);
     }
-    meta.threat_type = threat_type;
+    meta.threat_type = threat_type.map(shared_text);
     if malware_id.is_some() || printable.is_some() || !aliases.is_empty() {
-        meta.malware = Some(Arc::new(Malware {
+        meta.malware = Some(shared_malware(Malware {
             id: malware_id,
             printable,
             aliases,
@@ -255,7 +253,7 @@ fn entry(
     meta.last_seen = last_seen;
     meta.reference = reference;
     meta.tags = tags;
-    meta.reporter = reporter;
+    meta.reporter = reporter.map(shared_text);
     meta.compromised = compromised;
     Some(ParsedIndicator { value, meta })
 }
