@@ -50,7 +50,7 @@ impl Provenance {
             MalwareId: meta.malware.as_ref().and_then(|m| m.id.clone()),
             Confidence: meta.confidence,
             Reference: meta.reference.clone().filter(|r| !r.is_empty()),
-            Tags: meta.tags.clone(),
+            Tags: meta.tags.to_vec(),
             FirstSeen: seen(meta.first_seen),
             LastSeen: seen(meta.last_seen),
         }

@@ -15,8 +15,8 @@ use serde_json::{Map, Value};
 use super::{
     json::{self, Fields},
     model::{
-        parse_timestamp, parse_typed_value, shared_text, IndicatorMeta, IocValue, Location,
-        Malware, ParsedIndicator, Reject, Rejects,
+        parse_timestamp, parse_typed_value, shared_tags, shared_text, IndicatorMeta, IocValue,
+        Location, Malware, ParsedIndicator, Reject, Rejects,
     },
 };
 use crate::ioc::IndicatorValue;
@@ -218,7 +218,7 @@ impl Reader<'_> {
             meta.threat_type = category.as_ref().map(shared_text);
             meta.first_seen = times[0];
             meta.last_seen = times[1];
-            meta.tags = tags.clone();
+            meta.tags = shared_tags(tags.clone());
             meta.malware = malware.clone();
             meta.reporter = context.reporter.as_ref().map(shared_text);
             self.out.push(ParsedIndicator { value, meta });
@@ -335,7 +335,7 @@ mod tests {
             Some("Mirai")
         );
         assert_eq!(
-            first.tags,
+            *first.tags,
             ["tlp:white", "misp-galaxy:malpedia=\"Mirai\"", "botnet_cc"]
         );
         assert_eq!(

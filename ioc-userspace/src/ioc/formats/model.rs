@@ -1,7 +1,10 @@
 //! The indicator model the readers produce: a value of any supported type plus the
 //! threat-intel metadata that came with it, and the reject type for bad entries.
 
-use std::{cell::RefCell, fmt, sync::Arc};
+use std::{
+    borrow::Borrow, cell::RefCell, collections::HashSet, fmt, hash::Hash, sync::Arc,
+    thread::LocalKey,
+};
 
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
@@ -158,7 +161,7 @@ impl fmt::Display for Location {
 pub struct IndicatorMeta {
     pub id: StableId,
     /// `botnet_cc`, `payload_delivery`, ... as the feed says.
-    /// Shared: a feed has a handful of threat types (see [`shared_text`]).
+    /// Shared per distinct text (see [`shared_text`]).
     pub threat_type: Option<Arc<str>>,
     /// Shared: readers give every indicator of one event or family the same one, and
     /// most indicators have none (8 bytes instead of 72 inline).
@@ -168,7 +171,8 @@ pub struct IndicatorMeta {
     pub first_seen: Option<OffsetDateTime>,
     pub last_seen: Option<OffsetDateTime>,
     pub reference: Option<String>,
-    pub tags: Vec<String>,
+    /// Shared per distinct list (see [`shared_tags`]).
+    pub tags: Arc<[String]>,
     /// The file or URL the indicator was read from; one allocation per file, shared.
     pub source: Arc<str>,
     /// Shared, like the threat type.
@@ -190,8 +194,8 @@ impl IndicatorMeta {
             first_seen: None,
             last_seen: None,
             reference: None,
-            tags: Vec::new(),
-            source: shared_source(source),
+            tags: shared_tags(Vec::new()),
+            source: shared_text(source),
             reporter: None,
             compromised: None,
             location,
@@ -199,73 +203,61 @@ impl IndicatorMeta {
     }
 }
 
-thread_local! {
-    /// The source name handed out last: a reader calls [`IndicatorMeta::new`] with the
-    /// same name for every entry of a file, which then share one allocation.
-    static LAST_SOURCE: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
-}
+/// Most distinct values a sharing table keeps; past it the table starts again, so a
+/// hostile feed with a new reporter per entry cannot grow it without bound.
+const MAX_SHARED: usize = 4096;
 
 thread_local! {
-    /// Texts that repeat across a feed's entries (threat types, reporters).
-    static SHARED_TEXTS: RefCell<std::collections::HashSet<Arc<str>>> = RefCell::default();
+    /// Texts that repeat across a feed's entries: source names, threat types, reporters.
+    static SHARED_TEXTS: RefCell<HashSet<Arc<str>>> = RefCell::default();
+    /// Tag lists, which repeat as whole lists (`["mirai"]`).
+    static SHARED_TAGS: RefCell<HashSet<Arc<[String]>>> = RefCell::default();
+    /// Malware families (ThreatFox repeats a few dozen in every entry).
+    static SHARED_MALWARE: RefCell<HashSet<Arc<Malware>>> = RefCell::default();
 }
 
-/// Most distinct texts kept for sharing; past it the table starts again (a hostile feed
-/// with a new reporter per entry must not grow it without bound).
-const MAX_SHARED_TEXTS: usize = 4096;
+/// The table's allocation for `value`, made by `make` the first time. Readers call this
+/// per entry: 100,000 entries of a feed then hold a handful of threat types, not 100,000
+/// copies. Per thread, so loads on different threads never contend.
+fn shared<T, Q>(
+    table: &'static LocalKey<RefCell<HashSet<Arc<T>>>>,
+    value: &Q,
+    make: impl FnOnce(&Q) -> Arc<T>,
+) -> Arc<T>
+where
+    T: ?Sized + Eq + Hash,
+    Q: ?Sized + Eq + Hash,
+    Arc<T>: Borrow<Q>,
+{
+    table.with(|table| {
+        let mut table = table.borrow_mut();
+        if let Some(found) = table.get(value) {
+            return Arc::clone(found);
+        }
+        if table.len() >= MAX_SHARED {
+            table.clear();
+        }
+        let made = make(value);
+        table.insert(Arc::clone(&made));
+        made
+    })
+}
 
-/// One allocation for each distinct text on this thread: a feed of 100,000 entries has a
-/// handful of threat types and reporters, which would otherwise be 100,000 strings each.
+/// One shared allocation per distinct text (see [`shared`]).
 pub fn shared_text(text: impl AsRef<str>) -> Arc<str> {
-    let text = text.as_ref();
-    SHARED_TEXTS.with(|texts| {
-        let mut texts = texts.borrow_mut();
-        if let Some(shared) = texts.get(text) {
-            return Arc::clone(shared);
-        }
-        if texts.len() >= MAX_SHARED_TEXTS {
-            texts.clear();
-        }
-        let shared: Arc<str> = Arc::from(text);
-        texts.insert(Arc::clone(&shared));
-        shared
+    shared(&SHARED_TEXTS, text.as_ref(), |text: &str| Arc::from(text))
+}
+
+/// One shared allocation per distinct tag list (see [`shared`]).
+pub fn shared_tags(tags: Vec<String>) -> Arc<[String]> {
+    shared(&SHARED_TAGS, tags.as_slice(), |tags: &[String]| {
+        Arc::from(tags)
     })
 }
 
-thread_local! {
-    /// Malware families seen in feeds, for sharing like [`SHARED_TEXTS`].
-    static SHARED_MALWARE: RefCell<std::collections::HashSet<Arc<Malware>>> = RefCell::default();
-}
-
-/// One allocation for each distinct malware family on this thread (ThreatFox repeats the
-/// same few dozen families in every entry). Bounded like [`shared_text`].
+/// One shared allocation per distinct malware family (see [`shared`]).
 pub fn shared_malware(malware: Malware) -> Arc<Malware> {
-    SHARED_MALWARE.with(|families| {
-        let mut families = families.borrow_mut();
-        if let Some(shared) = families.get(&malware) {
-            return Arc::clone(shared);
-        }
-        if families.len() >= MAX_SHARED_TEXTS {
-            families.clear();
-        }
-        let shared = Arc::new(malware);
-        families.insert(Arc::clone(&shared));
-        shared
-    })
-}
-
-fn shared_source(source: &str) -> Arc<str> {
-    LAST_SOURCE.with(|last| {
-        let mut last = last.borrow_mut();
-        match last.as_ref() {
-            Some(shared) if **shared == *source => Arc::clone(shared),
-            _ => {
-                let shared: Arc<str> = Arc::from(source);
-                *last = Some(Arc::clone(&shared));
-                shared
-            }
-        }
-    })
+    shared(&SHARED_MALWARE, &malware, |m: &Malware| Arc::new(m.clone()))
 }
 
 /// One indicator read from a feed.
@@ -680,6 +672,29 @@ pub fn split_tags(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_values_share_one_bounded_allocation() {
+        let a = shared_text("botnet_cc");
+        let b = shared_text(String::from("botnet_cc"));
+        assert!(Arc::ptr_eq(&a, &b));
+        let tags = shared_tags(vec!["mirai".into()]);
+        assert!(Arc::ptr_eq(&tags, &shared_tags(vec!["mirai".into()])));
+        assert!(!Arc::ptr_eq(&tags, &shared_tags(vec!["gafgyt".into()])));
+        let mirai = Malware {
+            printable: Some("Mirai".into()),
+            ..Malware::default()
+        };
+        assert!(Arc::ptr_eq(
+            &shared_malware(mirai.clone()),
+            &shared_malware(mirai)
+        ));
+        // A feed with a new reporter on every entry cannot grow the table past its bound.
+        for i in 0..MAX_SHARED + 10 {
+            shared_text(format!("reporter-{i}"));
+        }
+        SHARED_TEXTS.with(|texts| assert!(texts.borrow().len() <= MAX_SHARED));
+    }
     use time::macros::datetime;
 
     #[test]

@@ -16,8 +16,8 @@ use serde_json::Value;
 use super::{
     json::{self, Fields},
     model::{
-        parse_hash, parse_timestamp, parse_typed_value, shared_text, HashKind, IndicatorMeta,
-        IocValue, Location, Malware, ParsedIndicator, Reject, Rejects,
+        parse_hash, parse_timestamp, parse_typed_value, shared_tags, shared_text, HashKind,
+        IndicatorMeta, IocValue, Location, Malware, ParsedIndicator, Reject, Rejects,
     },
 };
 use crate::ioc::IndicatorValue;
@@ -208,7 +208,7 @@ pub(super) fn stix_value(value: &Value, source: &str) -> Result<Vec<ParsedIndica
             meta.confidence = confidence.map(|c| c as u8);
             meta.first_seen = first_seen;
             meta.reference = reference.clone();
-            meta.tags = labels.clone();
+            meta.tags = shared_tags(labels.clone());
             meta.reporter = reporter.as_ref().map(shared_text);
             out.push(ParsedIndicator { value, meta });
         }
@@ -646,7 +646,7 @@ mod tests {
         );
         assert_eq!(first.reporter.as_deref(), Some("ThreatFox"));
         assert_eq!(first.confidence, Some(90));
-        assert_eq!(first.tags, ["botnet_cc", "mirai"]);
+        assert_eq!(*first.tags, ["botnet_cc", "mirai"]);
         assert_eq!(first.threat_type.as_deref(), Some("malicious-activity"));
         assert_eq!(first.first_seen, Some(datetime!(2026-06-21 10:00 UTC)));
         assert_eq!(

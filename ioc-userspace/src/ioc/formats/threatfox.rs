@@ -6,8 +6,8 @@ use serde_json::{Map, Value};
 use super::{
     json::{self, Fields},
     model::{
-        parse_timestamp, parse_typed_value, shared_malware, shared_text, IndicatorMeta, Location,
-        Malware, ParsedIndicator, Reject, Rejects, StableId,
+        parse_timestamp, parse_typed_value, shared_malware, shared_tags, shared_text,
+        IndicatorMeta, Location, Malware, ParsedIndicator, Reject, Rejects, StableId,
     },
 };
 
@@ -252,7 +252,7 @@ fn entry(
     meta.first_seen = first_seen;
     meta.last_seen = last_seen;
     meta.reference = reference;
-    meta.tags = tags;
+    meta.tags = shared_tags(tags);
     meta.reporter = reporter.map(shared_text);
     meta.compromised = compromised;
     Some(ParsedIndicator { value, meta })
@@ -477,7 +477,7 @@ mod tests {
         );
         assert_eq!(vidar.meta.last_seen, None);
         assert_eq!(vidar.meta.compromised, Some(true));
-        assert_eq!(vidar.meta.tags, ["vidar"]);
+        assert_eq!(*vidar.meta.tags, ["vidar"]);
         assert_eq!(vidar.meta.reporter.as_deref(), Some("crep1x"));
         assert_eq!(&*vidar.meta.source, "recent.json");
         assert_eq!(
@@ -551,7 +551,7 @@ mod tests {
             hit.meta.first_seen,
             Some(datetime!(2026-09-02 06:05:06 UTC))
         );
-        assert_eq!(hit.meta.tags, ["dcrat"]);
+        assert_eq!(*hit.meta.tags, ["dcrat"]);
         assert_eq!(
             hit.meta.malware.as_ref().unwrap().aliases,
             ["DarkCrystal RAT"]
@@ -637,7 +637,7 @@ mod tests {
         assert_eq!(tofsee.meta.malware.as_ref().unwrap().aliases, ["Gheg"]);
         let domain = &all[1];
         assert_eq!(domain.value, IocValue::Domain("microsoftsyst3m.com".into()));
-        assert_eq!(domain.meta.tags, ["botnet", "censys", "ddos"]);
+        assert_eq!(*domain.meta.tags, ["botnet", "censys", "ddos"]);
         assert_eq!(domain.meta.compromised, Some(true));
         assert_eq!(
             domain.meta.last_seen,
@@ -665,7 +665,7 @@ mod tests {
             all[0].meta.reference.as_deref(),
             Some("https://app.any.run/tasks/x/")
         );
-        assert_eq!(all[0].meta.tags, ["PureLogstealer"]);
+        assert_eq!(*all[0].meta.tags, ["PureLogstealer"]);
         assert_eq!(all[0].meta.reporter.as_deref(), Some("NDA0E"));
         assert_eq!(all[0].meta.location, Location::Line(2));
     }
