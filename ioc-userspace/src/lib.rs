@@ -22,6 +22,7 @@ pub mod event;
 pub mod health;
 pub mod ioc;
 pub mod kernel;
+pub mod memory;
 pub mod pipeline;
 pub mod privilege;
 pub mod probe;

@@ -203,7 +203,7 @@ impl Reloader {
                 );
             }
         }
-        release_freed_memory();
+        crate::memory::release_freed();
         if let Some(again) = self.again.take() {
             self.start(again);
         }
@@ -264,18 +264,5 @@ impl Reloader {
         self.fingerprints = sources.files.iter().map(fingerprint).collect();
         self.sources = sources;
         self.rules_file = rules_file;
-    }
-}
-
-/// Hands the memory a load freed back to the system. A load parses whole files (a JSON
-/// export becomes a document tree several times its size); glibc keeps what was freed,
-/// so without this the resident size stays near the load's peak (22 MB more after a
-/// reload of 100,000 plain-list indicators). musl, which the device builds use, has no
-/// such call (not measured there).
-pub(crate) fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks glibc's own heap structures; no pointers are passed.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }

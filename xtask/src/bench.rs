@@ -114,8 +114,92 @@ pub fn run(plan: &Plan) -> Result<()> {
 const MEMORY_START: &str = "<!-- memory-bench:start -->";
 const MEMORY_END: &str = "<!-- memory-bench:end -->";
 
-/// The agent's resident memory with `count` indicators, at start and after a reload that
-/// changes 1% of them, against the same agent with the bundled two-line sample.
+/// Resident memory (KiB) of one agent run: 2 s after ready, 2 s after a reload, peak.
+struct Memory {
+    ready: u64,
+    reloaded: u64,
+    peak: u64,
+}
+
+/// Starts the agent on `initial`, replaces the file with `updated`, sends SIGHUP.
+fn memory_of(agent: &Path, file: &Path, initial: &str, updated: &str) -> Result<Memory> {
+    std::fs::write(file, initial)?;
+    let mut running = start_agent(agent, file)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let ready = rss_kib(running.child.id()).unwrap_or(0);
+    std::fs::write(file, updated)?;
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(running.child.id() as libc::pid_t, libc::SIGHUP) };
+    let reload = running.wait_for("reloaded indicators", Duration::from_secs(300));
+    std::thread::sleep(Duration::from_secs(2));
+    let reloaded = rss_kib(running.child.id()).unwrap_or(0);
+    let peak = hwm_kib(running.child.id()).unwrap_or(0);
+    stop_agent(&mut running.child)?;
+    let _ = std::fs::remove_file(file);
+    reload?;
+    Ok(Memory {
+        ready,
+        reloaded,
+        peak,
+    })
+}
+
+/// The `ip:port` values of the memory benchmark before and after a 1% change (the first
+/// hundredth removed, as many new ones added).
+fn memory_values(count: u32) -> (Vec<String>, Vec<String>) {
+    let before: Vec<String> = indicator_file(count)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            if l.contains(':') {
+                l.to_owned()
+            } else {
+                format!("{l}:443")
+            }
+        })
+        .collect();
+    let changed = (count / 100) as usize;
+    let mut after: Vec<String> = before[changed..].to_vec();
+    after.extend((0..changed).map(|i| format!("127.255.{}.{}:4444", (i >> 8) & 0xff, i & 0xff)));
+    (before, after)
+}
+
+/// A ThreatFox JSON export (`/export/json/recent/` layout) of `values`, with the
+/// metadata real entries carry, cycling through a few families as real exports do.
+fn threatfox_export(values: &[String]) -> String {
+    const FAMILIES: [(&str, &str, &str); 4] = [
+        ("elf.mirai", "Mirai", "botnet_cc"),
+        ("elf.bashlite", "Bashlite", "botnet_cc"),
+        ("elf.aisuru", "Aisuru", "payload_delivery"),
+        ("unknown", "Unknown malware", "botnet_cc"),
+    ];
+    let mut export = serde_json::Map::new();
+    for (i, value) in values.iter().enumerate() {
+        let (malware, printable, threat) = FAMILIES[i % FAMILIES.len()];
+        let entry = serde_json::json!({
+            "ioc_value": value,
+            "ioc_type": "ip:port",
+            "threat_type": threat,
+            "malware": malware,
+            "malware_alias": null,
+            "malware_printable": printable,
+            "first_seen_utc": "2026-07-24 13:05:11",
+            "last_seen_utc": null,
+            "confidence_level": 100,
+            "is_compromised": false,
+            "reference": null,
+            "tags": printable.to_ascii_lowercase(),
+            "anonymous": 0,
+            "reporter": "bench"
+        });
+        export.insert((2_000_000 + i).to_string(), serde_json::json!([entry]));
+    }
+    serde_json::to_string_pretty(&export).unwrap_or_default()
+}
+
+/// The agent's resident memory with `count` indicators, as a plain list and as a
+/// ThreatFox JSON export, at start and after a reload that changes 1% of them, against
+/// the same agent with the bundled two-line sample.
 fn memory_bench(agent: &Path, count: u32, doc: &Path) -> Result<()> {
     let sample = workspace_root().join("ioc-userspace/samples/loopback-iocs.txt");
     let mut base = start_agent(agent, &sample)?;
@@ -123,50 +207,52 @@ fn memory_bench(agent: &Path, count: u32, doc: &Path) -> Result<()> {
     let base_kib = rss_kib(base.child.id()).unwrap_or(0);
     stop_agent(&mut base.child)?;
 
-    let iocs = std::env::temp_dir().join("iocmon-bench-memory.txt");
-    std::fs::write(&iocs, indicator_file(count))?;
-    let mut agent = start_agent(agent, &iocs)?;
-    std::thread::sleep(Duration::from_secs(2));
-    let ready_kib = rss_kib(agent.child.id()).unwrap_or(0);
-    // A 1% change: the first hundredth removed, as many new ones added.
-    let changed = count / 100;
-    let text = indicator_file(count);
-    let mut lines: Vec<&str> = text.lines().collect();
-    lines.drain(1..=changed as usize);
-    let mut updated = lines.join("\n");
-    for i in 0..changed {
-        let (c, d) = ((i >> 8) & 0xff, i & 0xff);
-        updated.push_str(&format!("\n127.255.{c}.{d}:4444"));
-    }
-    updated.push('\n');
-    std::fs::write(&iocs, updated)?;
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(agent.child.id() as libc::pid_t, libc::SIGHUP) };
-    let reloaded = agent.wait_for("reloaded indicators", Duration::from_secs(120));
-    std::thread::sleep(Duration::from_secs(2));
-    let reload_kib = rss_kib(agent.child.id()).unwrap_or(0);
-    let peak_kib = hwm_kib(agent.child.id()).unwrap_or(0);
-    stop_agent(&mut agent.child)?;
-    let _ = std::fs::remove_file(&iocs);
-    reloaded?;
+    let (before, after) = memory_values(count);
+    let lines = |values: &[String]| values.join("\n") + "\n";
+    let tmp = std::env::temp_dir();
+    let plain = memory_of(
+        agent,
+        &tmp.join("iocmon-bench-memory.txt"),
+        &lines(&before),
+        &lines(&after),
+    )?;
+    let threatfox_text = threatfox_export(&before);
+    let json_mib = threatfox_text.len() as f64 / 1048576.0;
+    let threatfox = memory_of(
+        agent,
+        &tmp.join("iocmon-bench-memory.json"),
+        &threatfox_text,
+        &threatfox_export(&after),
+    )?;
     let per = |kib: u64| kib.saturating_sub(base_kib) as f64 * 1024.0 / f64::from(count);
+    let row = |name: &str, m: &Memory| {
+        format!(
+            "| {name} | {} KiB ({:.0} B each) | {} KiB ({:.0} B each) | {} KiB |\n",
+            m.ready,
+            per(m.ready),
+            m.reloaded,
+            per(m.reloaded),
+            m.peak
+        )
+    };
     let section = format!(
         "{MEMORY_START}\n\
          Measured {date} with `cargo xtask bench --indicators {count}` (the memory step):\n\
-         the release agent's resident memory (VmRSS) 2 s after it is ready, with {count}\n\
-         loopback indicators (nine in ten `ip:port`), then 2 s after a SIGHUP reload of the\n\
-         file with {changed} removed and {changed} added. Baseline: the same agent with the\n\
-         bundled two-indicator sample. Kernel maps are not in these figures (see below).\n\n\
-         | measure | value |\n\
-         |---|---|\n\
-         | baseline: agent with 2 indicators | {base_kib} KiB |\n\
-         | {count} indicators, ready | {ready_kib} KiB ({ready_per:.0} bytes per indicator over the baseline) |\n\
-         | after the 1% reload | {reload_kib} KiB ({reload_per:.0} bytes per indicator) |\n\
-         | peak (VmHWM), during the reload | {peak_kib} KiB |\n\
+         the release agent's resident memory (VmRSS) 2 s after it is ready with {count}\n\
+         loopback `ip:port` indicators, then 2 s after a SIGHUP reload of the file with\n\
+         {changed} removed and {changed} added; once as a plain list, once as a ThreatFox\n\
+         JSON export ({json_mib:.0} MiB, every entry with its threat type, family, tags,\n\
+         reporter and times). Bytes each: over the baseline, per indicator. Baseline: the\n\
+         same agent with the bundled two-indicator sample, {base_kib} KiB. Kernel maps are\n\
+         not in these figures (see the load section).\n\n\
+         | file | ready | after the 1% reload | peak (VmHWM) |\n\
+         |---|---|---|---|\n\
+         {plain_row}{threatfox_row}\
          \n{MEMORY_END}",
         date = today(),
-        ready_per = per(ready_kib),
-        reload_per = per(reload_kib),
+        changed = count / 100,
+        plain_row = row("plain list", &plain),
+        threatfox_row = row("ThreatFox JSON", &threatfox),
     );
     println!("{section}");
     write_section(doc, MEMORY_START, MEMORY_END, &section)

@@ -79,6 +79,7 @@ pub struct PinOptions {
 pub type Reconfigure = Box<dyn Fn() -> Result<RunOptions>>;
 
 pub fn run(options: RunOptions, reconfigure: Option<Reconfigure>) -> Result<()> {
+    crate::memory::tune_allocator();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -159,7 +160,7 @@ async fn run_async(mut options: RunOptions, reconfigure: Option<Reconfigure>) ->
         adopted,
     } = start_kernel(&options, pinning.as_ref(), entries, &cgroup)?;
     // The load's parse trees and the kernel entries are gone; give their memory back.
-    crate::reload::release_freed_memory();
+    crate::memory::release_freed();
     let mut reader = kernel.take_event_reader()?;
     // Before any thread exists (capabilities are per thread; new threads inherit them).
     let capabilities = privilege::drop_all_but(&privilege::needed_after_attach())
