@@ -235,6 +235,12 @@ pub fn read_indicators(
     let text = text.trim_start_matches('\u{feff}');
     let format = match format {
         Format::Auto if looks_like_json(text) => {
+            // A clean ThreatFox export is read without its whole document tree.
+            if threatfox::looks_like_export(text) {
+                if let Some(indicators) = threatfox::stream_export(text, source) {
+                    return Ok(indicators);
+                }
+            }
             // Parse once; detect from and read the same value.
             let value = json::parse(text, source).map_err(|r| vec![r])?;
             return read_json_value(&value, source, detect_json(&value));

@@ -47,8 +47,107 @@ const CSV: Names = Names {
 
 /// Reads a JSON export: `{"<id>": [ {entry}, ... ], ...}`.
 pub fn read_threatfox_json(text: &str, source: &str) -> Result<Vec<ParsedIndicator>, Vec<Reject>> {
+    if let Some(indicators) = stream_export(text, source) {
+        return Ok(indicators);
+    }
     let value = json::parse(text, source).map_err(|r| vec![r])?;
     threatfox_json_value(&value, source)
+}
+
+/// Whether `text` starts like a JSON export: `{` then a numeric key holding an array.
+pub(super) fn looks_like_export(text: &str) -> bool {
+    let rest = text.trim_start();
+    let Some(rest) = rest.strip_prefix('{').map(str::trim_start) else {
+        return false;
+    };
+    let Some(rest) = rest.strip_prefix('"') else {
+        return false;
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0
+        && rest[digits..]
+            .strip_prefix('"')
+            .map(str::trim_start)
+            .and_then(|r| r.strip_prefix(':'))
+            .is_some_and(|r| r.trim_start().starts_with('['))
+}
+
+/// Reads a JSON export one id at a time, never holding the whole document tree (several
+/// times the file's size: a 58 MiB export peaked at 392 MB that way, 115 MB streamed).
+/// Only for a clean export: `None` at the first syntax error, non-numeric or repeated
+/// key, or reject; the caller then reads the file the whole-document way, which words
+/// every error exactly as before. Indicators come out in that reading's order (ids
+/// sorted as strings).
+pub(super) fn stream_export(text: &str, source: &str) -> Option<Vec<ParsedIndicator>> {
+    use serde::de::{Deserializer as _, Error as _, MapAccess, Visitor};
+
+    /// Each indicator with its id's place in string order and the entry it came from.
+    type Keyed = Vec<(u128, u32, ParsedIndicator)>;
+
+    struct Export<'a> {
+        source: &'a str,
+    }
+    impl<'de> Visitor<'de> for Export<'_> {
+        type Value = Keyed;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a ThreatFox JSON export")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Keyed, A::Error> {
+            // One flat vector: a small vector per id would leave the heap full of holes.
+            let mut keyed = Keyed::new();
+            let mut out = Vec::new();
+            let mut rejects = Rejects::default();
+            let mut entry: u32 = 0;
+            while let Some((key, list)) = map.next_entry::<String, Value>()? {
+                export_id(&key, &list, self.source, &mut out, &mut rejects);
+                let order = string_order(&key);
+                if !rejects.is_empty() || order.is_none() {
+                    return Err(A::Error::custom("not a clean export"));
+                }
+                let order = order.unwrap_or_default();
+                keyed.extend(out.drain(..).map(|indicator| (order, entry, indicator)));
+                entry = entry.wrapping_add(1);
+            }
+            Ok(keyed)
+        }
+    }
+
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let mut keyed = deserializer.deserialize_map(Export { source }).ok()?;
+    deserializer.end().ok()?;
+    keyed.sort_by_key(|(order, _, _)| *order);
+    // A repeated id: the whole-document reading keeps only its last entry.
+    if keyed
+        .windows(2)
+        .any(|pair| pair[0].0 == pair[1].0 && pair[0].1 != pair[1].1)
+    {
+        return None;
+    }
+    Some(
+        keyed
+            .into_iter()
+            .map(|(_, _, indicator)| indicator)
+            .collect(),
+    )
+}
+
+/// A number that sorts like the digit string `key` sorts as a string (up to 20 digits:
+/// each digit as 1-10 in base 11, shorter keys padded with 0). `None` for anything else.
+fn string_order(key: &str) -> Option<u128> {
+    if key.is_empty() || key.len() > 20 || !key.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut order: u128 = 0;
+    for i in 0..20 {
+        let digit = key
+            .as_bytes()
+            .get(i)
+            .map_or(0, |b| u128::from(b - b'0') + 1);
+        order = order * 11 + digit;
+    }
+    Some(order)
 }
 
 pub(super) fn threatfox_json_value(
@@ -67,42 +166,51 @@ pub(super) fn threatfox_json_value(
         )]);
     };
     for (key, list) in entries {
-        let path = json::quoted_key_path("$", key);
-        let id = match key.parse::<u64>() {
-            Ok(id) if key.bytes().all(|b| b.is_ascii_digit()) => id,
-            _ => {
-                rejects.push(Reject::new(
-                    source,
-                    Location::Json(path),
-                    key,
-                    "IOC id is not a number",
-                ));
-                continue;
-            }
-        };
-        let Value::Array(items) = list else {
-            let reason = format!(
-                "expected an array of entries, found {}",
-                json::type_of(list)
-            );
+        export_id(key, list, source, &mut out, &mut rejects);
+    }
+    rejects.finish(source, out)
+}
+
+/// The entries under one id of a JSON export.
+fn export_id(
+    key: &str,
+    list: &Value,
+    source: &str,
+    out: &mut Vec<ParsedIndicator>,
+    rejects: &mut Rejects,
+) {
+    let path = json::quoted_key_path("$", key);
+    let id = match key.parse::<u64>() {
+        Ok(id) if key.bytes().all(|b| b.is_ascii_digit()) => id,
+        _ => {
             rejects.push(Reject::new(
                 source,
                 Location::Json(path),
-                &json::shown(list),
-                reason,
+                key,
+                "IOC id is not a number",
             ));
-            continue;
-        };
-        for (index, item) in items.iter().enumerate() {
-            let item_path = json::index_path(&path, index);
-            if let Some(indicator) =
-                json_entry(item, &item_path, source, &EXPORT, Some(id), &mut rejects)
-            {
-                out.push(indicator);
-            }
+            return;
+        }
+    };
+    let Value::Array(items) = list else {
+        let reason = format!(
+            "expected an array of entries, found {}",
+            json::type_of(list)
+        );
+        rejects.push(Reject::new(
+            source,
+            Location::Json(path),
+            &json::shown(list),
+            reason,
+        ));
+        return;
+    };
+    for (index, item) in items.iter().enumerate() {
+        let item_path = json::index_path(&path, index);
+        if let Some(indicator) = json_entry(item, &item_path, source, &EXPORT, Some(id), rejects) {
+            out.push(indicator);
         }
     }
-    rejects.finish(source, out)
 }
 
 /// Reads an API answer: `{"query_status":"ok","data":[...]}`; `no_result` is an empty set.
@@ -452,6 +560,40 @@ mod tests {
     const JSON_2025: &str =
         include_str!("testdata/threatfox_export_json_recent_20250519_subset.json");
     const API_HIT: &str = include_str!("testdata/threatfox_api_search_ioc_ipport_hit.json");
+
+    #[test]
+    fn streamed_export_matches_the_whole_document_reading() {
+        for text in [JSON_2026, JSON_2025] {
+            assert!(looks_like_export(text));
+            let streamed = stream_export(text, "feed.json").expect("a clean export streams");
+            let value = json::parse(text, "feed.json").unwrap();
+            let whole = threatfox_json_value(&value, "feed.json").unwrap();
+            assert!(!streamed.is_empty());
+            assert_eq!(streamed, whole);
+        }
+        assert!(!looks_like_export(r#"{"query_status": "ok", "data": []}"#));
+        assert!(!looks_like_export("[1, 2]"));
+        // A bad entry: streaming gives up, and the whole-document reading names it.
+        let bad = r#"{"7": [{"ioc_value": "127.0.0.1:99999", "ioc_type": "ip:port"}]}"#;
+        assert!(looks_like_export(bad));
+        assert!(stream_export(bad, "f.json").is_none());
+        let texts = reject_texts(read_threatfox_json(bad, "f.json"));
+        assert!(texts[0].starts_with("f.json: $[\"7\"][0]"), "{texts:?}");
+        // Broken JSON likewise.
+        assert!(stream_export("{\"7\": [", "f.json").is_none());
+        // Ids sort as strings, as the whole-document reading has them.
+        let mut keys = ["9", "10", "1", "007", "100", "19"];
+        let mut by_order = keys;
+        keys.sort();
+        by_order.sort_by_key(|k| string_order(k));
+        assert_eq!(keys, by_order);
+        assert_eq!(string_order("12a"), None);
+        // A repeated id goes the whole-document way (which keeps its last entry).
+        let entry = r#"[{"ioc_value": "127.0.0.2:4444", "ioc_type": "ip:port"}]"#;
+        let repeated = format!(r#"{{"7": {entry}, "7": {entry}}}"#);
+        assert!(stream_export(&repeated, "f.json").is_none());
+        assert_eq!(read_threatfox_json(&repeated, "f.json").unwrap().len(), 1);
+    }
 
     fn find(all: &[ParsedIndicator], id: u64) -> &ParsedIndicator {
         all.iter()
