@@ -65,6 +65,16 @@ pub fn shown(value: &Value) -> String {
     }
 }
 
+/// The reject for `value` at `path` not being the `expected` kind of JSON value.
+pub fn wrong_type(source: &str, path: impl Into<String>, value: &Value, expected: &str) -> Reject {
+    Reject::new(
+        source,
+        Location::Json(path.into()),
+        &shown(value),
+        format!("expected {expected}, found {}", type_of(value)),
+    )
+}
+
 /// Name of a JSON value's type.
 pub fn type_of(value: &Value) -> &'static str {
     match value {

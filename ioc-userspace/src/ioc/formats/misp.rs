@@ -218,7 +218,7 @@ impl Reader<'_> {
             meta.threat_type = category.as_ref().map(shared_text);
             meta.first_seen = times[0];
             meta.last_seen = times[1];
-            meta.tags = shared_tags(tags.clone());
+            meta.tags = shared_tags(&tags);
             meta.malware = malware.clone();
             meta.reporter = context.reporter.as_ref().map(shared_text);
             self.out.push(ParsedIndicator { value, meta });

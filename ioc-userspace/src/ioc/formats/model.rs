@@ -194,7 +194,7 @@ impl IndicatorMeta {
             first_seen: None,
             last_seen: None,
             reference: None,
-            tags: shared_tags(Vec::new()),
+            tags: shared_tags(&[]),
             source: shared_text(source),
             reporter: None,
             compromised: None,
@@ -249,10 +249,8 @@ pub fn shared_text(text: impl AsRef<str>) -> Arc<str> {
 }
 
 /// One shared allocation per distinct tag list (see [`shared`]).
-pub fn shared_tags(tags: Vec<String>) -> Arc<[String]> {
-    shared(&SHARED_TAGS, tags.as_slice(), |tags: &[String]| {
-        Arc::from(tags)
-    })
+pub fn shared_tags(tags: &[String]) -> Arc<[String]> {
+    shared(&SHARED_TAGS, tags, |tags: &[String]| Arc::from(tags))
 }
 
 /// One shared allocation per distinct malware family (see [`shared`]).
@@ -672,15 +670,16 @@ pub fn split_tags(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use time::macros::datetime;
 
     #[test]
     fn repeated_values_share_one_bounded_allocation() {
         let a = shared_text("botnet_cc");
         let b = shared_text(String::from("botnet_cc"));
         assert!(Arc::ptr_eq(&a, &b));
-        let tags = shared_tags(vec!["mirai".into()]);
-        assert!(Arc::ptr_eq(&tags, &shared_tags(vec!["mirai".into()])));
-        assert!(!Arc::ptr_eq(&tags, &shared_tags(vec!["gafgyt".into()])));
+        let tags = shared_tags(&["mirai".into()]);
+        assert!(Arc::ptr_eq(&tags, &shared_tags(&["mirai".into()])));
+        assert!(!Arc::ptr_eq(&tags, &shared_tags(&["gafgyt".into()])));
         let mirai = Malware {
             printable: Some("Mirai".into()),
             ..Malware::default()
@@ -695,7 +694,6 @@ mod tests {
         }
         SHARED_TEXTS.with(|texts| assert!(texts.borrow().len() <= MAX_SHARED));
     }
-    use time::macros::datetime;
 
     #[test]
     fn domains_are_normalised_and_checked() {

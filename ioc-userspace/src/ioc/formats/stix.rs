@@ -40,12 +40,11 @@ pub(super) fn stix_value(value: &Value, source: &str) -> Result<Vec<ParsedIndica
                 Some(Value::Array(objects)) => objects.as_slice(),
                 None | Some(Value::Null) => &[],
                 Some(other) => {
-                    let reason = format!("expected an array, found {}", json::type_of(other));
-                    return Err(vec![Reject::new(
+                    return Err(vec![json::wrong_type(
                         source,
-                        Location::Json("$.objects".into()),
-                        &json::shown(other),
-                        reason,
+                        "$.objects",
+                        other,
+                        "an array",
                     )]);
                 }
             }
@@ -97,13 +96,7 @@ pub(super) fn stix_value(value: &Value, source: &str) -> Result<Vec<ParsedIndica
             json::index_path(base, index)
         };
         let Value::Object(obj) = object else {
-            let reason = format!("expected an object, found {}", json::type_of(object));
-            rejects.push(Reject::new(
-                source,
-                Location::Json(path),
-                &json::shown(object),
-                reason,
-            ));
+            rejects.push(json::wrong_type(source, path, object, "an object"));
             continue;
         };
         if obj.get("type").and_then(Value::as_str) != Some("indicator") {
@@ -208,7 +201,7 @@ pub(super) fn stix_value(value: &Value, source: &str) -> Result<Vec<ParsedIndica
             meta.confidence = confidence.map(|c| c as u8);
             meta.first_seen = first_seen;
             meta.reference = reference.clone();
-            meta.tags = shared_tags(labels.clone());
+            meta.tags = shared_tags(&labels);
             meta.reporter = reporter.as_ref().map(shared_text);
             out.push(ParsedIndicator { value, meta });
         }

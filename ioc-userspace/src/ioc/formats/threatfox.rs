@@ -102,11 +102,9 @@ pub(super) fn stream_export(text: &str, source: &str) -> Option<Vec<ParsedIndica
             let mut entry: u32 = 0;
             while let Some((key, list)) = map.next_entry::<String, Value>()? {
                 export_id(&key, &list, self.source, &mut out, &mut rejects);
-                let order = string_order(&key);
-                if !rejects.is_empty() || order.is_none() {
+                let Some(order) = string_order(&key).filter(|_| rejects.is_empty()) else {
                     return Err(A::Error::custom("not a clean export"));
-                }
-                let order = order.unwrap_or_default();
+                };
                 keyed.extend(out.drain(..).map(|indicator| (order, entry, indicator)));
                 entry = entry.wrapping_add(1);
             }
@@ -193,16 +191,7 @@ fn export_id(
         }
     };
     let Value::Array(items) = list else {
-        let reason = format!(
-            "expected an array of entries, found {}",
-            json::type_of(list)
-        );
-        rejects.push(Reject::new(
-            source,
-            Location::Json(path),
-            &json::shown(list),
-            reason,
-        ));
+        rejects.push(json::wrong_type(source, path, list, "an array of entries"));
         return;
     };
     for (index, item) in items.iter().enumerate() {
@@ -283,13 +272,7 @@ fn json_entry(
     rejects: &mut Rejects,
 ) -> Option<ParsedIndicator> {
     let Value::Object(obj) = item else {
-        let reason = format!("expected an object, found {}", json::type_of(item));
-        rejects.push(Reject::new(
-            source,
-            Location::Json(path.into()),
-            &json::shown(item),
-            reason,
-        ));
+        rejects.push(json::wrong_type(source, path, item, "an object"));
         return None;
     };
     let locate = |key: &str| Location::Json(json::key_path(path, key));
@@ -360,7 +343,7 @@ fn entry(
     meta.first_seen = first_seen;
     meta.last_seen = last_seen;
     meta.reference = reference;
-    meta.tags = shared_tags(tags);
+    meta.tags = shared_tags(&tags);
     meta.reporter = reporter.map(shared_text);
     meta.compromised = compromised;
     Some(ParsedIndicator { value, meta })
