@@ -112,6 +112,15 @@ pub fn missing_packages<'a>(packages: &[&'a str]) -> Vec<&'a str> {
         .collect()
 }
 
+/// Runs `apt-get` non-interactively with `-o` `options` and `args`.
+pub fn apt_get(options: &[String], args: &[&str]) -> Result<()> {
+    let mut command = Command::new("apt-get");
+    for option in options {
+        command.args(["-o", option]);
+    }
+    status(command.args(args).env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
 /// Installs Debian packages that are missing (apt). Idempotent.
 pub fn ensure_packages(packages: &[&str]) -> Result<()> {
     let missing = missing_packages(packages);
@@ -126,13 +135,7 @@ pub fn ensure_packages(packages: &[&str]) -> Result<()> {
         );
     }
     eprintln!("xtask: installing {} (apt)", missing.join(" "));
-    let apt = |args: &[&str]| {
-        status(
-            Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )
-    };
+    let apt = |args: &[&str]| apt_get(&[], args);
     let mut install = vec!["install", "-y", "-q"];
     install.extend(&missing);
     if apt(&install).is_err() {

@@ -48,15 +48,8 @@ fn apt_install(package: &str) -> Result<()> {
         bail!("{package} is missing and installing it needs root: apt-get install {package}");
     }
     eprintln!("xtask: installing {package} (apt)");
-    let apt = |args: &[&str]| {
-        status(
-            Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )
-    };
-    apt(&["update", "-q"])?;
-    apt(&["install", "-y", "-q", package])
+    crate::cross::apt_get(&[], &["update", "-q"])?;
+    crate::cross::apt_get(&[], &["install", "-y", "-q", package])
 }
 
 fn is_root() -> bool {

@@ -635,13 +635,7 @@ fn ensure_qemu(packages: &[&str], work: &Path) -> Result<()> {
             state.join("sources.list").display()
         ),
     ];
-    let apt = |args: &[&str]| {
-        let mut command = Command::new("apt-get");
-        for option in &options {
-            command.args(["-o", option]);
-        }
-        status(command.args(args).env("DEBIAN_FRONTEND", "noninteractive"))
-    };
+    let apt = |args: &[&str]| cross::apt_get(&options, args);
     eprintln!(
         "xtask: qemu-utils {utils} is a backport; installing {} from {backports} (apt, private index)",
         missing.join(" ")
